@@ -1,0 +1,1 @@
+"""The pipeline's core: fetch, transform, write. It knows nothing about Dagster."""

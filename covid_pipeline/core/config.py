@@ -1,0 +1,162 @@
+"""Settings: read from the environment once, validated together, frozen.
+
+Every entry point (Dagster definitions, the demo, later the Lambda handler) calls
+`load_settings()`, so a variable means the same thing everywhere and one bad value is
+reported together with every other bad value, before anything is fetched or written.
+AWS credentials, region and endpoint are not settings: boto3 reads them itself
+(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, an IAM role).
+"""
+
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import urlsplit
+
+DEFAULT_API_URL = "https://covid-api.com/api"
+DEFAULT_ISO_CODE = "USA"
+_ISO_CODE = re.compile(r"^[A-Z]{3}$")
+_BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
+_PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_=.-]+$")
+
+
+class ConfigError(ValueError):
+    """One or more settings are invalid; the message lists every problem."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where to fetch from, which country, where to write, and how hard to try."""
+
+    api_url: str = DEFAULT_API_URL
+    iso_code: str = DEFAULT_ISO_CODE
+    bucket_name: str | None = None
+    prefix: str = field(default="")
+    warehouse_dir: str = "warehouse"
+    fetch_concurrency: int = 8
+    write_concurrency: int = 8
+    http_connect_timeout_s: float = 5.0
+    http_read_timeout_s: float = 30.0
+    http_max_retries: int = 5
+    http_backoff_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if not self.prefix:
+            object.__setattr__(self, "prefix", default_prefix(self.iso_code))
+
+    @property
+    def storage_root(self) -> str:
+        """Where the files go, for people: s3://bucket/prefix or a local directory."""
+        if self.bucket_name:
+            return f"s3://{self.bucket_name}/{self.prefix}"
+        return os.path.join(self.warehouse_dir, self.prefix)
+
+
+def default_prefix(iso_code: str) -> str:
+    """One prefix per country, so that switching ISO_CODE never overwrites another's days."""
+    return f"covid_daily_reports/{iso_code.lower()}"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting from `env` (default: the process environment).
+
+    Raises:
+        ConfigError: listing every invalid variable with what to do about it.
+    """
+    env = os.environ if env is None else env
+    problems: list[str] = []
+
+    def get(name: str) -> str | None:
+        value = env.get(name, "").strip()
+        return value or None
+
+    api_url = (get("API_URL") or DEFAULT_API_URL).rstrip("/")
+    if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
+        problems.append(f"API_URL {api_url!r} must be an http:// or https:// URL")
+
+    iso_code = (get("ISO_CODE") or DEFAULT_ISO_CODE).upper()
+    if not _ISO_CODE.match(iso_code):
+        problems.append(f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)")
+
+    bucket_name = get("BUCKET_NAME")
+    if bucket_name is not None:
+        problems.extend(_bucket_name_problems(bucket_name))
+
+    prefix = get("PREFIX")
+    if prefix is not None:
+        prefix, problem = normalise_prefix(prefix)
+        problems.extend([problem] if problem else [])
+
+    numbers = {
+        "FETCH_CONCURRENCY": (int, 1, 64, "fetch_concurrency"),
+        "WRITE_CONCURRENCY": (int, 1, 64, "write_concurrency"),
+        "HTTP_CONNECT_TIMEOUT": (float, 0.01, 300, "http_connect_timeout_s"),
+        "HTTP_READ_TIMEOUT": (float, 0.01, 600, "http_read_timeout_s"),
+        "HTTP_MAX_RETRIES": (int, 0, 20, "http_max_retries"),
+        "HTTP_BACKOFF": (float, 0, 60, "http_backoff_s"),
+    }
+    parsed: dict[str, float] = {}
+    for name, (kind, low, high, attribute) in numbers.items():
+        text = get(name)
+        if text is None:
+            continue
+        try:
+            value = kind(text)
+        except ValueError:
+            problems.append(f"{name} {text!r} must be a {kind.__name__}")
+            continue
+        if not low <= value <= high:
+            problems.append(f"{name} {text} must be between {low} and {high}")
+            continue
+        parsed[attribute] = value
+
+    if problems:
+        raise ConfigError(
+            "Invalid settings (fix the environment or .env, see .env.example):\n  - "
+            + "\n  - ".join(problems)
+        )
+    return Settings(
+        api_url=api_url,
+        iso_code=iso_code,
+        bucket_name=bucket_name,
+        prefix=prefix or "",
+        warehouse_dir=get("WAREHOUSE_DIR") or "warehouse",
+        **parsed,  # type: ignore[arg-type]
+    )
+
+
+def normalise_prefix(prefix: str) -> tuple[str, str | None]:
+    """Strip leading and trailing slashes; refuse anything that could escape or blur the layout.
+
+    Returns:
+        The normalised prefix and a problem description (None when it is fine).
+    """
+    stripped = prefix.strip("/")
+    segments = stripped.split("/")
+    if not stripped:
+        return stripped, f"PREFIX {prefix!r} is empty once its slashes are stripped"
+    if any(segment in ("", ".", "..") for segment in segments):
+        return stripped, f"PREFIX {prefix!r} must not contain '..', '.' or empty segments ('//')"
+    if not all(_PREFIX_SEGMENT.match(segment) for segment in segments):
+        return stripped, (
+            f"PREFIX {prefix!r} may only use letters, digits and _ = . - between slashes"
+        )
+    if any(segment.startswith("date=") for segment in segments):
+        return stripped, f"PREFIX {prefix!r} must not contain a date= folder: the pipeline adds it"
+    return stripped, None
+
+
+def _bucket_name_problems(name: str) -> list[str]:
+    # The S3 naming rules that a typo is likely to break; S3 itself enforces the rest.
+    if not _BUCKET_NAME.match(name) or ".." in name:
+        return [
+            f"BUCKET_NAME {name!r} is not a valid S3 bucket name (3-63 characters: "
+            "lowercase letters, digits, dots and hyphens, starting and ending with a letter or "
+            "digit; give the name only, without s3://)"
+        ]
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return []
+    return [f"BUCKET_NAME {name!r} must not look like an IP address"]

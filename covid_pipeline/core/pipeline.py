@@ -1,0 +1,149 @@
+"""Fetch, transform and write a range of days: the compute every entry point shares.
+
+Days are fetched concurrently with a bounded pool (polite to a public API) over one HTTP
+session, and written concurrently. A day that fails does not stop the others; the caller
+gets every failure with its cause, and decides what a failure means for the run.
+"""
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from covid_pipeline.core import transform
+from covid_pipeline.core.api import ApiError, CovidApiClient
+from covid_pipeline.core.storage import Store, WrittenFile, write_day
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[str], None]
+
+
+@dataclass
+class FetchOutcome:
+    """Tables for the days that were fetched, and the cause for each day that was not."""
+
+    tables: dict[str, pa.Table] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+    transient: bool = True  # every failure may pass on a later try
+
+    def failure_report(self) -> str:
+        """One message that lists every failed day and its cause, for people."""
+        total = len(self.tables) + len(self.failures)
+        lines = [f"{len(self.failures)} of {total} days failed:"]
+        lines += [f"  {day}: {cause}" for day, cause in sorted(self.failures.items())]
+        return "\n".join(lines)
+
+
+class WriteError(Exception):
+    """Some days could not be written; the others were (each file is whole or absent)."""
+
+    def __init__(self, written: Mapping[str, WrittenFile | None], failures: Mapping[str, str]):
+        lines = [f"{len(failures)} of {len(written) + len(failures)} days could not be written:"]
+        lines += [f"  {day}: {cause}" for day, cause in sorted(failures.items())]
+        super().__init__("\n".join(lines))
+        self.written = dict(written)
+        self.failures = dict(failures)
+
+
+class Progress:
+    """Counts finished days and reports done/total, rate and ETA, at most every `every_s`."""
+
+    def __init__(
+        self, what: str, total: int, report: ProgressCallback, every_s: float = 5.0
+    ) -> None:
+        self.what, self.total, self.report, self.every_s = what, total, report, every_s
+        self.done = 0
+        self.started = self._last = time.monotonic()
+
+    def tick(self) -> None:
+        """Count one finished day, and report if it is time to."""
+        self.done += 1
+        now = time.monotonic()
+        if self.done == self.total or now - self._last >= self.every_s:
+            self._last = now
+            self.report(self.summary())
+
+    def summary(self) -> str:
+        """e.g. `fetched 120/1143 days (10%), 45.2 days/s, ETA 23s`."""
+        elapsed = max(time.monotonic() - self.started, 1e-9)
+        rate = self.done / elapsed
+        eta = (self.total - self.done) / rate if rate else float("inf")
+        return (
+            f"{self.what} {self.done}/{self.total} days ({self.done / self.total:.0%}), "
+            f"{rate:.1f} days/s, {'done' if self.done == self.total else f'ETA {eta:.0f}s'}"
+        )
+
+
+def fetch_day(client: CovidApiClient, day: dt.date) -> pa.Table:
+    """One day's reports as a table with the pipeline's schema (zero rows: no data)."""
+    return transform.to_table(day, client.fetch_day(day))
+
+
+def fetch_days(
+    client: CovidApiClient,
+    days: Iterable[dt.date],
+    *,
+    concurrency: int,
+    on_progress: ProgressCallback = log.info,
+) -> FetchOutcome:
+    """Fetch and transform `days` concurrently; collect tables and failures, never raise."""
+    days = list(days)
+    outcome = FetchOutcome()
+    progress = Progress("fetched", len(days), on_progress)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
+        futures = {pool.submit(fetch_day, client, day): day for day in days}
+        for future in as_completed(futures):
+            day = futures[future].isoformat()
+            try:
+                outcome.tables[day] = future.result()
+            except ApiError as error:
+                outcome.failures[day] = str(error).removeprefix(f"{day}: ")
+                outcome.transient &= error.transient
+            except transform.SchemaError as error:
+                outcome.failures[day] = str(error).removeprefix(f"{day}: ")
+                outcome.transient = False
+            progress.tick()
+    return outcome
+
+
+def write_days(
+    store: Store,
+    prefix: str,
+    tables: Mapping[str, pa.Table],
+    *,
+    concurrency: int,
+    on_progress: ProgressCallback = log.info,
+) -> dict[str, WrittenFile | None]:
+    """Write each day's table to its partition; days with no rows are skipped (None).
+
+    Raises WriteError, after every other day was attempted, if any day could not be written.
+
+    A skipped day's existing file, if any, is left as it was: an API that has no data today
+    is no reason to delete what it served before.
+    """
+    results: dict[str, WrittenFile | None] = {
+        day: None for day, table in tables.items() if table.num_rows == 0
+    }
+    to_write = {day: table for day, table in tables.items() if table.num_rows}
+    failures: dict[str, str] = {}
+    progress = Progress("wrote", len(to_write), on_progress)
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
+        futures = {
+            pool.submit(write_day, store, prefix, day, table): day
+            for day, table in to_write.items()
+        }
+        for future in as_completed(futures):
+            day = futures[future]
+            try:
+                results[day] = future.result()
+            except Exception as error:  # noqa: BLE001 (reported together, below)
+                failures[day] = f"{type(error).__name__}: {error}"
+            progress.tick()
+    if failures:
+        raise WriteError(results, failures)
+    return results

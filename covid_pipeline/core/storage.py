@@ -1,0 +1,156 @@
+"""Where each day's Parquet file lives, and writing it there atomically.
+
+The layout is fixed by the design: `<prefix>/date=YYYY-MM-DD/data.parquet`, under
+`s3://<bucket>/` or under a local warehouse directory. Hive-style `date=` folders let Glue,
+Athena and DuckDB read the day as a partition column. Every writer (the Dagster IO manager,
+the Lambda handler) builds keys here, so they agree.
+
+Writes are atomic: S3 shows an object only once its upload is complete; locally the file is
+written beside its final name and renamed over it. Re-running a day replaces its file, so
+backfills never duplicate data.
+"""
+
+import io
+import os
+import re
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+FILE_NAME = "data.parquet"
+_DAY_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})/" + re.escape(FILE_NAME) + "$")
+
+
+def partition_key(prefix: str, day: str) -> str:
+    """`<prefix>/date=<day>/data.parquet`, the one place the layout is spelled out."""
+    return f"{prefix}/date={day}/{FILE_NAME}" if prefix else f"date={day}/{FILE_NAME}"
+
+
+def encode_parquet(table: pa.Table) -> bytes:
+    """The table as one Snappy-compressed Parquet file."""
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer, compression="snappy")
+    return buffer.getvalue()
+
+
+def decode_parquet(data: bytes) -> pa.Table:
+    """The table in a Parquet file's bytes."""
+    return pq.read_table(io.BytesIO(data))
+
+
+@dataclass(frozen=True)
+class WrittenFile:
+    """What was written for one day."""
+
+    day: str
+    uri: str
+    rows: int
+    bytes: int
+
+
+class Store(Protocol):
+    """A place that holds files by key: an S3 bucket or a local directory."""
+
+    def uri(self, key: str) -> str:
+        """The key as a URI a person or another tool can open."""
+        ...
+
+    def put(self, key: str, data: bytes) -> None:
+        """Store `data` under `key` atomically, replacing what was there."""
+        ...
+
+    def get(self, key: str) -> bytes | None:
+        """The bytes under `key`, or None when there is no such file."""
+        ...
+
+    def days(self, prefix: str) -> Iterator[str]:
+        """The days that have a file under `prefix`."""
+        ...
+
+
+def write_day(store: Store, prefix: str, day: str, table: pa.Table) -> WrittenFile:
+    """Write one day's table as its partition's file."""
+    key = partition_key(prefix, day)
+    data = encode_parquet(table)
+    store.put(key, data)
+    return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=len(data))
+
+
+def read_day(store: Store, prefix: str, day: str) -> pa.Table | None:
+    """One day's table, or None when that day has no file (skipped: no data)."""
+    data = store.get(partition_key(prefix, day))
+    return None if data is None else decode_parquet(data)
+
+
+class LocalStore:
+    """Files under a local directory, written to a temporary name and renamed into place."""
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root).absolute()  # URIs in metadata must not depend on the cwd
+
+    def uri(self, key: str) -> str:  # noqa: D102
+        return str(self.root / key)
+
+    def put(self, key: str, data: bytes) -> None:  # noqa: D102
+        path = self.root / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # Same directory, so the rename is atomic; a dot name, so readers of *.parquet skip it.
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
+        try:
+            with os.fdopen(handle, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def get(self, key: str) -> bytes | None:  # noqa: D102
+        path = self.root / key
+        return path.read_bytes() if path.is_file() else None
+
+    def days(self, prefix: str) -> Iterator[str]:  # noqa: D102
+        base = self.root / prefix
+        for path in sorted(base.glob(f"date=*/{FILE_NAME}")):
+            match = _DAY_FOLDER.search(path.relative_to(base).as_posix())
+            if match:
+                yield match.group(1)
+
+
+class S3Store:
+    """Objects in an S3 bucket (any S3-compatible server: boto3 honours AWS_ENDPOINT_URL)."""
+
+    def __init__(self, bucket: str, client: Any) -> None:
+        self.bucket = bucket
+        self.client = client
+
+    def uri(self, key: str) -> str:  # noqa: D102
+        return f"s3://{self.bucket}/{key}"
+
+    def put(self, key: str, data: bytes) -> None:  # noqa: D102
+        # A single PUT of the whole body: S3 makes the object visible only once it is complete.
+        self.client.put_object(
+            Bucket=self.bucket, Key=key, Body=data, ContentType="application/vnd.apache.parquet"
+        )
+
+    def get(self, key: str) -> bytes | None:  # noqa: D102
+        try:
+            response = self.client.get_object(Bucket=self.bucket, Key=key)
+        except self.client.exceptions.NoSuchKey:
+            return None
+        return response["Body"].read()
+
+    def days(self, prefix: str) -> Iterator[str]:  # noqa: D102
+        paginator = self.client.get_paginator("list_objects_v2")
+        base = f"{prefix}/" if prefix else ""
+        for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{base}date="):
+            for entry in page.get("Contents", []):
+                match = _DAY_FOLDER.search(entry["Key"][len(base) :])
+                if match:
+                    yield match.group(1)

@@ -1,0 +1,197 @@
+"""API records -> an Arrow table with one explicit schema, whatever JSON types the API sent.
+
+Inferring types per day makes partitions disagree (the API sends `0` for a float rate,
+strings for coordinates, `[]` for empty lists), and Glue and Athena reject a table whose
+partitions disagree. So every column's type is declared here, once, and every value is
+coerced to it or the day fails with a message naming the day, the record and the field.
+
+Grain: one row per region (a province, or the whole country when it has none) per day.
+US counties stay inside their state's row as `cities`, a list of structs with a fixed type:
+the row count stays the API's, and county detail is one UNNEST away in Athena or DuckDB.
+There is no `date` column: the day lives in the `date=` folder (Glue and Athena reject a
+data column that repeats a partition key); `report_date` keeps it inside the file.
+"""
+
+import datetime as dt
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+
+_TIMESTAMP = pa.timestamp("us")  # JHU's Last_Update, in UTC; Athena reads microseconds
+
+CITY_TYPE = pa.struct(
+    [
+        pa.field("name", pa.string()),
+        pa.field("fips", pa.int64()),
+        pa.field("lat", pa.float64()),
+        pa.field("long", pa.float64()),
+        pa.field("confirmed", pa.int64()),
+        pa.field("deaths", pa.int64()),
+        pa.field("confirmed_diff", pa.int64()),
+        pa.field("deaths_diff", pa.int64()),
+        pa.field("last_update", _TIMESTAMP),
+    ]
+)
+
+# (column, type, nullable, description): the one declaration of the file format.
+COLUMNS: Sequence[tuple[str, pa.DataType, bool, str]] = (
+    ("report_date", pa.date32(), False, "Day the report is for (also the date= partition)"),
+    ("iso", pa.string(), False, "ISO 3166-1 alpha-3 code of the country"),
+    ("country", pa.string(), False, "Country name as JHU writes it (e.g. US)"),
+    ("province", pa.string(), False, "Province or state; empty for country-level rows"),
+    ("lat", pa.float64(), True, "Latitude of the region; null when the API sends none"),
+    ("long", pa.float64(), True, "Longitude of the region; null when the API sends none"),
+    ("confirmed", pa.int64(), True, "Cumulative confirmed cases"),
+    ("deaths", pa.int64(), True, "Cumulative deaths"),
+    ("recovered", pa.int64(), True, "Cumulative recovered (0 after JHU stopped, Aug 2021)"),
+    ("active", pa.int64(), True, "confirmed - deaths - recovered (can be negative)"),
+    ("confirmed_diff", pa.int64(), True, "Change in confirmed since the previous day"),
+    ("deaths_diff", pa.int64(), True, "Change in deaths since the previous day"),
+    ("recovered_diff", pa.int64(), True, "Change in recovered since the previous day"),
+    ("active_diff", pa.int64(), True, "Change in active since the previous day"),
+    ("fatality_rate", pa.float64(), True, "deaths / confirmed, rounded to 4 places"),
+    ("last_update", _TIMESTAMP, True, "When JHU last updated the row (UTC)"),
+    # "element" is the list item name Parquet uses, so a file reads back with the same schema.
+    ("cities", pa.list_(pa.field("element", CITY_TYPE)), False, "US counties of the state"),
+)
+SCHEMA = pa.schema(
+    [
+        pa.field(name, type_, nullable=nullable, metadata={"description": description})
+        for name, type_, nullable, description in COLUMNS
+    ]
+)
+
+_COUNTS = (
+    "confirmed",
+    "deaths",
+    "recovered",
+    "active",
+    "confirmed_diff",
+    "deaths_diff",
+    "recovered_diff",
+    "active_diff",
+)
+_CITY_COUNTS = ("confirmed", "deaths", "confirmed_diff", "deaths_diff")
+
+
+class SchemaError(ValueError):
+    """A record does not fit the schema; the message names the day, the record and the field."""
+
+
+def to_table(day: dt.date, records: Sequence[Mapping[str, Any]]) -> pa.Table:
+    """One day's API records as a table with exactly `SCHEMA`; zero rows when there are none.
+
+    Unknown extra fields are ignored. Raises SchemaError for a missing required field, a
+    value that cannot be coerced, or a record dated another day.
+    """
+    rows = [_row(day, index, record) for index, record in enumerate(records)]
+    columns = {name: [row[name] for row in rows] for name in SCHEMA.names}
+    return pa.table(columns, schema=SCHEMA)
+
+
+def _row(day: dt.date, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
+    where = f"{day}: record {index}"
+    if not isinstance(record, Mapping):
+        raise SchemaError(f"{where}: expected a JSON object, got {type(record).__name__}")
+    region = _required(record, "region", where)
+    if not isinstance(region, Mapping):
+        raise SchemaError(f"{where}: field 'region' must be an object")
+    province = _string(_required(region, "province", where, "region."), where, "region.province")
+    where = f"{where} ({province or 'country level'})"
+    record_day = _required(record, "date", where)
+    if record_day != day.isoformat():
+        raise SchemaError(f"{where}: dated {record_day!r}, but {day} was asked for")
+    row: dict[str, Any] = {
+        "report_date": day,
+        "iso": _name(_required(region, "iso", where, "region."), where, "region.iso"),
+        "country": _name(_required(region, "name", where, "region."), where, "region.name"),
+        "province": province or "",
+        "lat": _float(region.get("lat"), where, "region.lat"),
+        "long": _float(region.get("long"), where, "region.long"),
+        "fatality_rate": _float(_required(record, "fatality_rate", where), where, "fatality_rate"),
+        "last_update": _timestamp(_required(record, "last_update", where), where, "last_update"),
+        "cities": [
+            _city(city, f"{where} city {n}") for n, city in enumerate(region.get("cities") or [])
+        ],
+    }
+    for name in _COUNTS:
+        row[name] = _int(_required(record, name, where), where, name)
+    return row
+
+
+def _city(city: Any, where: str) -> dict[str, Any]:
+    if not isinstance(city, Mapping):
+        raise SchemaError(f"{where}: expected a JSON object, got {type(city).__name__}")
+    row = {
+        "name": _name(_required(city, "name", where), where, "name"),
+        "fips": _int(city.get("fips"), where, "fips"),
+        "lat": _float(city.get("lat"), where, "lat"),
+        "long": _float(city.get("long"), where, "long"),
+        "last_update": _timestamp(city.get("last_update"), where, "last_update"),
+    }
+    for name in _CITY_COUNTS:
+        row[name] = _int(_required(city, name, where), where, name)
+    return row
+
+
+def _required(record: Mapping[str, Any], name: str, where: str, path: str = "") -> Any:
+    if name not in record:
+        raise SchemaError(f"{where}: missing required field '{path}{name}'")
+    return record[name]
+
+
+def _coerce(
+    kind: str, convert: Callable[[Any], Any], *, empty_is_null: bool = True
+) -> Callable[[Any, str, str], Any]:
+    def coerce(value: Any, where: str, name: str) -> Any:
+        if value is None or (empty_is_null and value == ""):
+            return None
+        if isinstance(value, bool):  # bool is an int in Python, never in this API
+            raise SchemaError(f"{where}: field '{name}' is a boolean, expected {kind}")
+        try:
+            return convert(value)
+        except (TypeError, ValueError):
+            raise SchemaError(f"{where}: field '{name}' = {value!r} is not {kind}") from None
+
+    return coerce
+
+
+def _to_int(value: Any) -> int:
+    number = float(value) if isinstance(value, str) else value
+    if isinstance(number, float) and not number.is_integer():
+        raise ValueError(value)
+    return int(number)
+
+
+def _to_float(value: Any) -> float:
+    if not isinstance(value, int | float | str):
+        raise TypeError(value)
+    return float(value)
+
+
+def _to_string(value: Any) -> str:
+    if not isinstance(value, str):
+        raise TypeError(value)
+    return value
+
+
+def _to_timestamp(value: Any) -> dt.datetime:
+    # The API writes "YYYY-MM-DD HH:MM:SS" in UTC; fromisoformat also takes the "T" form.
+    stamp = dt.datetime.fromisoformat(_to_string(value))
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return stamp
+
+
+def _name(value: Any, where: str, name: str) -> str:
+    text = _string(value, where, name)
+    if not text:
+        raise SchemaError(f"{where}: field '{name}' is empty")
+    return text
+
+
+_int = _coerce("an integer", _to_int)
+_float = _coerce("a number", _to_float)
+_string = _coerce("a string", _to_string, empty_is_null=False)
+_timestamp = _coerce("a YYYY-MM-DD HH:MM:SS timestamp", _to_timestamp)

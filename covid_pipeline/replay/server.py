@@ -1,0 +1,333 @@
+"""A local stand-in for covid-api.com: real JHU data in the API's shape, with injectable faults.
+
+Serves `GET /api/reports?date=YYYY-MM-DD&iso=XXX` like the real API (see
+docs/covid_api_contract.md), so the pipeline, its tests and the demo never need the internet.
+Knobs: a fixed latency per request, forced pagination, and fault rules (5xx, 429 with
+Retry-After, hangs, connection resets, malformed bodies, HTML error pages, empty days, and
+schema drift). Counters say how many requests were served, so tests and benchmarks can check
+that nothing was fetched twice.
+
+Control endpoints, for a server in another process: `GET /_replay/stats`,
+`PUT /_replay/faults` (a JSON list of fault rules) and `POST /_replay/reset`.
+"""
+
+import dataclasses
+import datetime as dt
+import json
+import re
+import socket
+import struct
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Literal
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from covid_pipeline.replay import jhu
+
+FaultKind = Literal[
+    "status",  # answer `status` (with `retry_after`, if given) instead of the data
+    "hang",  # wait `seconds` before answering, to trip the client's read timeout
+    "reset",  # close the connection with a TCP reset, no answer
+    "malformed",  # a truncated JSON body with status 200
+    "html",  # an HTML error page with status `status` (default 502)
+    "empty",  # 200 with {"data": []}: the API has no data that day
+    "drop_field",  # leave `field` out of every record
+    "extra_field",  # add an unknown field `field` to every record
+    "string_numbers",  # send every count as a JSON string
+    "null_counts",  # send every count as null
+]
+_COUNT_FIELDS = (
+    "confirmed",
+    "deaths",
+    "recovered",
+    "confirmed_diff",
+    "deaths_diff",
+    "recovered_diff",
+    "active",
+    "active_diff",
+)
+_ISO_PATTERN = re.compile(r"^[A-Z]{3}$")
+
+
+@dataclasses.dataclass
+class Fault:
+    """One fault rule: what to do, to which days, and how many times (None: every time)."""
+
+    kind: FaultKind
+    dates: Sequence[str] | None = None
+    times: int | None = None
+    status: int = 503
+    retry_after: float | None = None
+    seconds: float = 30.0
+    field: str = "confirmed"
+
+    def matches(self, date: str) -> bool:
+        """Whether this rule still applies to a request for `date`."""
+        return (self.times is None or self.times > 0) and (
+            self.dates is None or date in self.dates
+        )
+
+
+class ReplayServer:
+    """A threaded HTTP server on 127.0.0.1 that answers like covid-api.com.
+
+    Use as a context manager, or call `start()` and `stop()`. `url` is the base to use as
+    API_URL (it ends in `/api`, like the real one).
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        latency_s: float = 0.0,
+        page_size: int | None = None,
+        faults: Sequence[Fault] = (),
+    ) -> None:
+        self.latency_s = latency_s
+        self.page_size = page_size
+        # Base of pagination links; None uses the request's Host, as the real API does.
+        self.link_base: str | None = None
+        self._faults = list(faults)
+        self._lock = threading.Lock()
+        self.requests: Counter[str] = Counter()  # "<iso> <date>" -> requests for that day
+        self.faults_served = 0
+        self._httpd = _QuietServer((host, port), _Handler)
+        self._httpd.daemon_threads = True  # hung requests must not block shutdown
+        self._httpd.replay = self  # type: ignore[attr-defined]
+        self._thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the API, e.g. http://127.0.0.1:41234/api."""
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}/api"
+
+    def start(self) -> "ReplayServer":
+        """Serve in a background thread."""
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def __enter__(self) -> "ReplayServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def set_faults(self, faults: Sequence[Fault]) -> None:
+        """Replace the fault rules."""
+        with self._lock:
+            self._faults = list(faults)
+
+    def reset(self) -> None:
+        """Forget faults and counters."""
+        with self._lock:
+            self._faults = []
+            self.link_base = None
+            self.requests.clear()
+            self.faults_served = 0
+
+    def stats(self) -> dict[str, Any]:
+        """Counters as JSON-friendly values."""
+        with self._lock:
+            return {
+                "requests": sum(self.requests.values()),
+                "distinct_days": len(self.requests),
+                "max_requests_per_day": max(self.requests.values(), default=0),
+                "faults_served": self.faults_served,
+            }
+
+    def take_fault(self, date: str) -> Fault | None:
+        """Count a request for `date` and return the fault rule it triggers, if any."""
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(date):
+                    if fault.times is not None:
+                        fault.times -= 1
+                    self.faults_served += 1
+                    return fault
+        return None
+
+    def count(self, iso: str, date: str) -> None:
+        """Count one request for a day's reports."""
+        with self._lock:
+            self.requests[f"{iso} {date}"] += 1
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # Clients that time out or hang up mid-answer are part of the tests, not news.
+        error = sys.exc_info()[1]
+        if not isinstance(error, ConnectionError | TimeoutError):
+            super().handle_error(request, client_address)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "covid-api-replay/1"
+    protocol_version = "HTTP/1.1"  # keep-alive, as the real API behind a CDN would
+
+    @property
+    def replay(self) -> ReplayServer:
+        return self.server.replay  # type: ignore[attr-defined]
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass  # tests and benchmarks make thousands of requests; keep stderr readable
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        query = {key: values[-1] for key, values in parse_qs(url.query).items()}
+        if url.path == "/_replay/stats":
+            self._send_json(200, self.replay.stats())
+        elif url.path == "/api/reports":
+            self._reports(query)
+        else:
+            self._send_json(404, {"message": f"Not found: {url.path}"})
+
+    def do_PUT(self) -> None:
+        if urlsplit(self.path).path != "/_replay/faults":
+            self._send_json(404, {"message": "Not found"})
+            return
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        try:
+            faults = [Fault(**rule) for rule in json.loads(body)]
+        except (ValueError, TypeError) as error:
+            self._send_json(400, {"message": f"bad fault rules: {error}"})
+            return
+        self.replay.set_faults(faults)
+        self._send_json(200, {"faults": len(faults)})
+
+    def do_POST(self) -> None:
+        if urlsplit(self.path).path != "/_replay/reset":
+            self._send_json(404, {"message": "Not found"})
+            return
+        self.replay.reset()
+        self._send_json(200, {"reset": True})
+
+    def _reports(self, query: dict[str, str]) -> None:
+        date, iso = query.get("date", ""), query.get("iso", "").upper()
+        errors = {}
+        try:
+            day = dt.date.fromisoformat(date)
+        except ValueError:
+            errors["date"] = ["The date does not match the format Y-m-d."]
+        if iso and not _ISO_PATTERN.match(iso):
+            errors["iso"] = ["The iso must be 3 letters."]
+        if errors:  # Laravel's validation answer, as the contract expects it
+            self._send_json(422, {"message": "The given data was invalid.", "errors": errors})
+            return
+        self.replay.count(iso, date)
+        if self.replay.latency_s:
+            time.sleep(self.replay.latency_s)
+        fault = self.replay.take_fault(date)
+        if fault is not None and self._serve_transport_fault(fault):
+            return
+        records = jhu.reports(iso, day) if fault is None or fault.kind != "empty" else []
+        if fault is not None:
+            records = _drift(records, fault)
+        self._send_page(records, query)
+
+    def _serve_transport_fault(self, fault: Fault) -> bool:
+        """Answer with a transport-level fault; False when the fault alters the data instead."""
+        if fault.kind == "status":
+            headers = {}
+            if fault.retry_after is not None:
+                headers["Retry-After"] = f"{fault.retry_after:g}"
+            self._send_json(fault.status, {"message": "Server Error"}, headers)
+        elif fault.kind == "hang":
+            time.sleep(fault.seconds)
+            self._send_json(503, {"message": "Gateway Timeout"})
+        elif fault.kind == "reset":
+            # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
+            self.connection.setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
+            )
+            self.connection.close()
+            self.close_connection = True
+        elif fault.kind == "malformed":
+            self._send_bytes(200, b'{"data": [{"date": "', "application/json")
+        elif fault.kind == "html":
+            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
+            self._send_bytes(fault.status if fault.status != 503 else 502, page, "text/html")
+        else:
+            return False
+        return True
+
+    def _send_page(self, records: list[dict], query: dict[str, str]) -> None:
+        per_page = int(query.get("per_page") or self.replay.page_size or 0)
+        if not per_page:
+            self._send_json(200, {"data": records})
+            return
+        # Laravel's paginator body, as covid-api.com sends it when asked for pages.
+        page = max(int(query.get("page") or 1), 1)
+        last_page = max((len(records) + per_page - 1) // per_page, 1)
+        start = (page - 1) * per_page
+        api_base = self.replay.link_base or f"http://{self.headers.get('Host')}/api"
+        base = f"{api_base}/reports"
+
+        def page_url(number: int) -> str:
+            return f"{base}?{urlencode({**query, 'page': number, 'per_page': per_page})}"
+
+        self._send_json(
+            200,
+            {
+                "current_page": page,
+                "data": records[start : start + per_page],
+                "first_page_url": page_url(1),
+                "from": start + 1 if records else None,
+                "last_page": last_page,
+                "last_page_url": page_url(last_page),
+                "next_page_url": page_url(page + 1) if page < last_page else None,
+                "path": base,
+                "per_page": str(per_page),
+                "prev_page_url": page_url(page - 1) if page > 1 else None,
+                "to": min(start + per_page, len(records)) if records else None,
+                "total": len(records),
+            },
+        )
+
+    def _send_json(
+        self, status: int, body: Any, headers: dict[str, str] | None = None
+    ) -> None:
+        self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
+
+    def _send_bytes(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _drift(records: list[dict], fault: Fault) -> list[dict]:
+    """Records altered the way an API's schema drifts."""
+    drifted = []
+    for record in records:
+        record = {**record}
+        if fault.kind == "drop_field":
+            record.pop(fault.field, None)
+        elif fault.kind == "extra_field":
+            record[fault.field] = {"new": "value"}
+        elif fault.kind == "string_numbers":
+            record.update({name: str(record[name]) for name in _COUNT_FIELDS})
+        elif fault.kind == "null_counts":
+            record.update(dict.fromkeys(_COUNT_FIELDS))
+        drifted.append(record)
+    return drifted

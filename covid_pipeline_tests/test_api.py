@@ -1,0 +1,122 @@
+"""The HTTP client against the replay API over real sockets: retries, timeouts, pagination."""
+
+import datetime as dt
+
+import pytest
+
+from covid_pipeline.core.api import ApiError, CovidApiClient, RetryPolicy
+from covid_pipeline.replay import jhu
+from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import free_port
+
+DAY = dt.date(2020, 4, 16)
+
+
+class SleepRecorder:
+    """Stands in for time.sleep: the tests check the delays without waiting them out."""
+
+    def __init__(self) -> None:
+        self.delays: list[float] = []
+
+    def __call__(self, seconds: float) -> None:
+        self.delays.append(seconds)
+
+
+def make_client(url: str, sleep: SleepRecorder, **retry: float) -> CovidApiClient:
+    return CovidApiClient(
+        url,
+        "CAN",
+        connect_timeout_s=1.0,
+        read_timeout_s=0.5,
+        retry=RetryPolicy(**{"max_retries": 3, "backoff_s": 0.1, **retry}),  # type: ignore[arg-type]
+        sleep=sleep,
+    )
+
+
+def test_api_fetches_a_day_as_the_api_sends_it(replay: ReplayServer) -> None:
+    client = make_client(replay.url, SleepRecorder())
+    assert client.fetch_day(DAY) == jhu.reports("CAN", DAY)
+    assert replay.stats()["requests"] == 1
+
+
+def test_api_returns_empty_list_for_a_day_without_data(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="empty")])
+    assert make_client(replay.url, SleepRecorder()).fetch_day(DAY) == []
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        Fault(kind="status", status=503, times=2),
+        Fault(kind="status", status=502, times=2),
+        Fault(kind="html", status=502, times=2),
+        Fault(kind="hang", seconds=2, times=2),
+        Fault(kind="reset", times=2),
+        Fault(kind="malformed", times=2),
+    ],
+    ids=lambda fault: f"{fault.kind}-{fault.status}",
+)
+def test_api_recovers_from_transient_faults(replay: ReplayServer, fault: Fault) -> None:
+    replay.set_faults([fault])
+    sleep = SleepRecorder()
+    assert make_client(replay.url, sleep).fetch_day(DAY) == jhu.reports("CAN", DAY)
+    assert replay.stats()["requests"] == 3
+    # Exponential backoff with +-50% jitter: 0.1 then 0.2 seconds, give or take half.
+    assert 0.05 <= sleep.delays[0] <= 0.15 and 0.1 <= sleep.delays[1] <= 0.3
+
+
+def test_api_honours_retry_after_on_429(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=429, retry_after=7, times=1)])
+    sleep = SleepRecorder()
+    assert make_client(replay.url, sleep).fetch_day(DAY)
+    assert sleep.delays == [7.0]
+
+
+def test_api_caps_a_huge_retry_after(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=429, retry_after=3600, times=1)])
+    sleep = SleepRecorder()
+    assert make_client(replay.url, sleep, max_delay_s=2.0).fetch_day(DAY)
+    assert sleep.delays == [2.0]
+
+
+def test_api_gives_up_after_its_retries_with_the_cause(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=503)])
+    with pytest.raises(ApiError, match=r"2020-04-16: HTTP 503 \(gave up after 4 attempts\)") as err:
+        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+    assert err.value.transient
+    assert replay.stats()["requests"] == 4
+
+
+def test_api_does_not_retry_a_client_error(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=404)])
+    with pytest.raises(ApiError, match="HTTP 404") as err:
+        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+    assert not err.value.transient
+    assert replay.stats()["requests"] == 1
+
+
+def test_api_follows_pagination(replay: ReplayServer) -> None:
+    replay.page_size = 4
+    records = make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+    assert records == jhu.reports("CAN", DAY)
+    assert replay.stats()["requests"] == 4  # 14 records, 4 per page
+
+
+def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
+    replay.page_size = 4
+    replay.link_base = "http://elsewhere.invalid/api"  # a proxy that rewrites links, say
+    with pytest.raises(ApiError, match="leaves the API's origin"):
+        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+    assert replay.stats()["requests"] == 1
+
+
+def test_api_fails_fast_once_the_api_is_down() -> None:
+    sleep = SleepRecorder()
+    client = make_client(f"http://127.0.0.1:{free_port()}/api", sleep, circuit_breaker=6)
+    with pytest.raises(ApiError, match="connection failed"):
+        client.fetch_day(DAY)  # 4 attempts: 4 failures in a row
+    with pytest.raises(ApiError, match="not tried: the API failed 6 times in a row"):
+        client.fetch_day(DAY + dt.timedelta(days=1))  # 2 more, then the breaker opens
+    with pytest.raises(ApiError, match="not tried"):
+        client.fetch_day(DAY + dt.timedelta(days=2))
+    assert len(sleep.delays) == 3 + 2

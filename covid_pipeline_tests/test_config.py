@@ -1,0 +1,83 @@
+"""Settings come from the environment, validated together, with every problem named."""
+
+import pytest
+
+from covid_pipeline.core.config import ConfigError, Settings, load_settings, normalise_prefix
+from covid_pipeline.core.dates import day_range, parse_day
+
+
+def test_config_defaults_work_offline_into_the_local_warehouse() -> None:
+    settings = load_settings({})
+    assert settings == Settings()
+    assert settings.api_url == "https://covid-api.com/api"
+    assert (settings.iso_code, settings.bucket_name) == ("USA", None)
+    assert settings.prefix == "covid_daily_reports/usa"
+    assert settings.storage_root == "warehouse/covid_daily_reports/usa"
+
+
+def test_config_reads_every_variable() -> None:
+    settings = load_settings(
+        {
+            "API_URL": "http://127.0.0.1:8000/api/",
+            "ISO_CODE": "can",
+            "BUCKET_NAME": "my-data-lake",
+            "PREFIX": "/raw/covid/",
+            "FETCH_CONCURRENCY": "16",
+            "HTTP_READ_TIMEOUT": "2.5",
+        }
+    )
+    assert settings.api_url == "http://127.0.0.1:8000/api"
+    assert settings.iso_code == "CAN"
+    assert settings.prefix == "raw/covid"  # leading and trailing slashes are normalised away
+    assert settings.storage_root == "s3://my-data-lake/raw/covid"
+    assert (settings.fetch_concurrency, settings.http_read_timeout_s) == (16, 2.5)
+
+
+def test_config_lists_every_problem_at_once() -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings(
+            {
+                "API_URL": "ftp://example.com",
+                "ISO_CODE": "US/../x",
+                "BUCKET_NAME": "My_Bucket",
+                "PREFIX": "a/../b",
+                "FETCH_CONCURRENCY": "many",
+                "HTTP_MAX_RETRIES": "99",
+            }
+        )
+    message = str(error.value)
+    for name in ("API_URL", "ISO_CODE", "BUCKET_NAME", "PREFIX", "FETCH_CONCURRENCY", "HTTP_MAX_RETRIES"):
+        assert name in message
+
+
+@pytest.mark.parametrize("prefix", ["a//b", "..", "a/./b", "a b", "x/date=2021-01-01", "///"])
+def test_config_refuses_prefixes_that_blur_the_layout(prefix: str) -> None:
+    assert normalise_prefix(prefix)[1] is not None
+
+
+@pytest.mark.parametrize("bucket", ["ab", "s3://bucket", "UPPER", "a..b", "192.168.1.1", "-dash"])
+def test_config_refuses_invalid_bucket_names(bucket: str) -> None:
+    with pytest.raises(ConfigError, match="BUCKET_NAME"):
+        load_settings({"BUCKET_NAME": bucket})
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("2021-02-30", "is not a YYYY-MM-DD date"),
+        ("2021/01/01", "is not a YYYY-MM-DD date"),
+        ("20210101", "is not a YYYY-MM-DD date"),
+        ("2020-01-21", "outside the data's range 2020-01-22..2023-03-09"),
+        ("2023-03-10", "outside the data's range"),
+    ],
+)
+def test_dates_refuse_days_that_cannot_have_data(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_day(text, "start_date")
+
+
+def test_dates_range_includes_both_ends_and_refuses_reversed_ranges() -> None:
+    days = day_range(parse_day("2020-02-27"), parse_day("2020-03-01"))
+    assert [d.isoformat() for d in days] == ["2020-02-27", "2020-02-28", "2020-02-29", "2020-03-01"]
+    with pytest.raises(ValueError, match="before start"):
+        day_range(parse_day("2020-03-01"), parse_day("2020-02-27"))

@@ -1,0 +1,77 @@
+"""Hive layout, atomic writes and reads, on a local directory and on an S3 server over HTTP."""
+
+import datetime as dt
+from pathlib import Path
+
+import boto3
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from covid_pipeline.core import storage
+from covid_pipeline.core.transform import SCHEMA, to_table
+from covid_pipeline.replay import jhu
+
+DAY = dt.date(2021, 1, 15)
+
+
+@pytest.fixture(scope="module")
+def table():
+    return to_table(DAY, jhu.reports("USA", DAY))
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Store:
+    if request.param == "local":
+        return storage.LocalStore(tmp_path / "warehouse")
+    bucket = request.getfixturevalue("s3_bucket")
+    return storage.S3Store(bucket, boto3.client("s3"))
+
+
+def test_storage_key_is_the_hive_layout() -> None:
+    assert storage.partition_key("covid/usa", "2021-01-15") == "covid/usa/date=2021-01-15/data.parquet"
+
+
+def test_storage_round_trips_a_day(store: storage.Store, table) -> None:
+    written = storage.write_day(store, "covid/usa", "2021-01-15", table)
+    assert written.uri.endswith("covid/usa/date=2021-01-15/data.parquet")
+    assert written.rows == table.num_rows == 56
+    back = storage.read_day(store, "covid/usa", "2021-01-15")
+    assert back is not None and back.equals(table)
+    assert back.schema.equals(SCHEMA, check_metadata=True)
+
+
+def test_storage_writes_snappy_parquet(table) -> None:
+    parquet = pq.ParquetFile(pa.BufferReader(storage.encode_parquet(table)))
+    columns = parquet.metadata.row_group(0)
+    assert {columns.column(i).compression for i in range(columns.num_columns)} == {"SNAPPY"}
+
+
+def test_storage_overwrites_instead_of_duplicating(store: storage.Store, table) -> None:
+    for _ in range(2):
+        storage.write_day(store, "p", "2021-01-15", table)
+    storage.write_day(store, "p", "2021-01-16", table.slice(0, 3))
+    assert list(store.days("p")) == ["2021-01-15", "2021-01-16"]
+    assert storage.read_day(store, "p", "2021-01-16").num_rows == 3
+
+
+def test_storage_reads_a_missing_day_as_none(store: storage.Store) -> None:
+    assert storage.read_day(store, "p", "2021-01-15") is None
+    assert list(store.days("p")) == []
+
+
+def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) -> None:
+    store = storage.LocalStore(tmp_path)
+    storage.write_day(store, "p", "2021-01-15", table)
+    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == ["data.parquet"]
+
+
+def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, table) -> None:
+    store = storage.LocalStore(tmp_path)
+    storage.write_day(store, "p", "2021-01-15", table)
+    # A write that breaks halfway (here: a body that cannot be written) must leave the old
+    # file whole and no temporary file behind.
+    with pytest.raises(TypeError):
+        store.put(storage.partition_key("p", "2021-01-15"), object())  # type: ignore[arg-type]
+    assert storage.read_day(store, "p", "2021-01-15").equals(table)
+    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == ["data.parquet"]

@@ -1,0 +1,29 @@
+"""Packaging: the one place dependencies are declared (pinned; constraints.txt pins the rest)."""
+
+from setuptools import find_packages, setup
+
+# The Dagster set must match: dagster 1.X.Y pairs with libraries 0.(X+16).Y.
+DAGSTER = ["dagster==1.13.27", "dagster-aws==0.29.27", "dagster-webserver==1.13.27"]
+# What the Dagster-free core needs: the Lambda package (see the README) ships only these.
+CORE = ["pandas==3.1.1", "pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8"]
+
+setup(
+    name="covid_pipeline",
+    version="0.1.0",
+    description="Backfill covid-api.com daily reports into a Hive-partitioned Parquet data lake",
+    packages=find_packages(exclude=["covid_pipeline_tests", "covid_pipeline_tests.*"]),
+    # The replay API ships real JHU CSSE data (CC BY 4.0), for the demo and the tests.
+    package_data={"covid_pipeline.replay": ["jhu/*.csv", "jhu/*.md", "jhu/*/*.csv"]},
+    python_requires=">=3.10",
+    install_requires=[*DAGSTER, *CORE],
+    extras_require={
+        "dev": [
+            "pytest==9.2.0",
+            "pytest-timeout==2.4.0",
+            "moto[server]==5.2.5",
+            "pyparsing==3.3.3",  # moto's Glue needs it
+            "ruff==0.17.6",
+        ],
+        "lambda": CORE,
+    },
+)
