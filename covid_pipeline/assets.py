@@ -24,10 +24,11 @@ from covid_pipeline.resources import CovidApiResource
 def covid_daily_reports(
     context: dg.AssetExecutionContext, covid_api: CovidApiResource
 ) -> dict[str, pa.Table]:
-    """One row per region (province or country) per day for the configured country, from the
-    COVID-19 Statistics API (https://covid-api.com/api, `GET /reports?date=&iso=`), with US
-    counties nested as `cities`. Re-running a day replaces its file, so backfills are idempotent;
-    a day the API has no data for is skipped (no file) and its metadata says so.
+    """Daily COVID-19 reports for one country: a row per region (province or country) per day.
+
+    From the COVID-19 Statistics API (https://covid-api.com/api, `GET /reports?date=&iso=`),
+    with US counties nested as `cities`. Re-running a day replaces its file, so backfills are
+    idempotent; a day the API has no data for is skipped (no file) and its metadata says so.
     """
     days = [dt.date.fromisoformat(key) for key in context.partition_keys]
     context.log.info(

@@ -83,7 +83,11 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         store = self.store()
         with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
             tables = dict(
-                zip(days, pool.map(lambda day: storage.read_day(store, self.prefix, day), days))
+                zip(
+                    days,
+                    pool.map(lambda day: storage.read_day(store, self.prefix, day), days),
+                    strict=True,
+                )
             )
         if len(days) == 1:
             table = tables[days[0]]

@@ -48,7 +48,7 @@ def replay(replay_server: ReplayServer) -> Iterator[ReplayServer]:
 
 @pytest.fixture(scope="session")
 def s3_endpoint() -> Iterator[str]:
-    """moto in server mode: S3 over real HTTP, so boto3 and pyarrow both go through sockets."""
+    """Moto in server mode: S3 over real HTTP, so boto3 and pyarrow both go through sockets."""
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
@@ -92,5 +92,7 @@ def dagster_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float)
         text=True,
         timeout=timeout,
     )
-    assert result.returncode == 0, f"dagster {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    assert result.returncode == 0, (
+        f"dagster {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
+    )
     return result.stdout + result.stderr

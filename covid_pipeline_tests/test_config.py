@@ -46,7 +46,14 @@ def test_config_lists_every_problem_at_once() -> None:
             }
         )
     message = str(error.value)
-    for name in ("API_URL", "ISO_CODE", "BUCKET_NAME", "PREFIX", "FETCH_CONCURRENCY", "HTTP_MAX_RETRIES"):
+    for name in (
+        "API_URL",
+        "ISO_CODE",
+        "BUCKET_NAME",
+        "PREFIX",
+        "FETCH_CONCURRENCY",
+        "HTTP_MAX_RETRIES",
+    ):
         assert name in message
 
 

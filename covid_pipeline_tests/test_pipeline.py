@@ -27,7 +27,10 @@ def test_pipeline_fetches_each_day_once_concurrently(replay: ReplayServer) -> No
     assert sorted(outcome.tables) == [d.isoformat() for d in DAYS]
     assert outcome.tables["2021-01-15"].equals(to_table(DAYS[5], jhu.reports("USA", DAYS[5])))
     assert replay.stats() | {"faults_served": 0} == {
-        "requests": 10, "distinct_days": 10, "max_requests_per_day": 1, "faults_served": 0,
+        "requests": 10,
+        "distinct_days": 10,
+        "max_requests_per_day": 1,
+        "faults_served": 0,
     }
 
 
@@ -48,7 +51,9 @@ def test_pipeline_reports_every_failed_day_and_keeps_the_others(replay: ReplaySe
     assert "2021-01-17: record 0 (Alabama): missing required field 'deaths'" in report
 
 
-def test_pipeline_writes_days_with_rows_and_skips_empty_ones(replay: ReplayServer, tmp_path: Path) -> None:
+def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
     replay.set_faults([Fault(kind="empty", dates=["2021-01-11", "2021-01-13"])])
     outcome = pipeline.fetch_days(client(replay), DAYS, concurrency=4)
     store = storage.LocalStore(tmp_path)
@@ -63,9 +68,14 @@ def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) 
     (tmp_path / "p" / "date=2021-01-11").write_text("a file where a folder belongs")
     store = storage.LocalStore(tmp_path)
     tables = {"2021-01-10": table, "2021-01-11": table, "2021-01-12": table}
-    with pytest.raises(pipeline.WriteError, match=r"1 of 3 days could not be written:\n  2021-01-11: ") as error:
+    with pytest.raises(
+        pipeline.WriteError, match=r"1 of 3 days could not be written:\n  2021-01-11: "
+    ) as error:
         pipeline.write_days(store, "p", tables, concurrency=2)
-    assert sorted(day for day, file in error.value.written.items() if file) == ["2021-01-10", "2021-01-12"]
+    assert sorted(day for day, file in error.value.written.items() if file) == [
+        "2021-01-10",
+        "2021-01-12",
+    ]
 
 
 def test_pipeline_progress_reports_rate_and_eta() -> None:

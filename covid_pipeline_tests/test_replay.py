@@ -29,18 +29,25 @@ def test_replay_matches_captured_ontario_response() -> None:
 def test_replay_nests_us_counties_as_cities() -> None:
     delaware = _region(jhu.reports("USA", dt.date(2021, 1, 15)), "Delaware")
     assert (delaware["confirmed"], delaware["deaths"], delaware["confirmed_diff"]) == (
-        68727, 1182, 662,
+        68727,
+        1182,
+        662,
     )
     assert delaware["last_update"] == "2021-01-16 05:22:40"
     assert [(c["name"], c["fips"]) for c in delaware["region"]["cities"]] == [
-        ("Kent", 10001), ("New Castle", 10003), ("Sussex", 10005), ("Unassigned", 90010),
+        ("Kent", 10001),
+        ("New Castle", 10003),
+        ("Sussex", 10005),
+        ("Unassigned", 90010),
     ]
 
 
 def test_replay_falls_back_to_the_time_series_for_late_days() -> None:
     [switzerland] = jhu.reports("CHE", dt.date(2023, 3, 9))
     assert (switzerland["confirmed"], switzerland["deaths"], switzerland["deaths_diff"]) == (
-        4413911, 14210, 1,
+        4413911,
+        14210,
+        1,
     )
     assert switzerland["fatality_rate"] == 0.0032
 
@@ -84,5 +91,8 @@ def test_replay_faults_can_be_set_over_http(replay: ReplayServer) -> None:
     assert requests.get(f"{replay.url}/reports", params=params, timeout=5).status_code == 200
     stats = requests.get(f"{replay.url[:-4]}/_replay/stats", timeout=5).json()
     assert stats == {
-        "requests": 2, "distinct_days": 1, "max_requests_per_day": 2, "faults_served": 1,
+        "requests": 2,
+        "distinct_days": 1,
+        "max_requests_per_day": 2,
+        "faults_served": 1,
     }

@@ -29,7 +29,9 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Store:
 
 
 def test_storage_key_is_the_hive_layout() -> None:
-    assert storage.partition_key("covid/usa", "2021-01-15") == "covid/usa/date=2021-01-15/data.parquet"
+    assert (
+        storage.partition_key("covid/usa", "2021-01-15") == "covid/usa/date=2021-01-15/data.parquet"
+    )
 
 
 def test_storage_round_trips_a_day(store: storage.Store, table) -> None:
@@ -63,7 +65,9 @@ def test_storage_reads_a_missing_day_as_none(store: storage.Store) -> None:
 def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) -> None:
     store = storage.LocalStore(tmp_path)
     storage.write_day(store, "p", "2021-01-15", table)
-    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == ["data.parquet"]
+    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
+        "data.parquet"
+    ]
 
 
 def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, table) -> None:
@@ -74,4 +78,6 @@ def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, tabl
     with pytest.raises(TypeError):
         store.put(storage.partition_key("p", "2021-01-15"), object())  # type: ignore[arg-type]
     assert storage.read_day(store, "p", "2021-01-15").equals(table)
-    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == ["data.parquet"]
+    assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
+        "data.parquet"
+    ]

@@ -13,7 +13,9 @@ from covid_pipeline.replay import jhu
 
 SAMPLES = {
     sample["name"]: sample
-    for sample in json.loads((Path(__file__).parent / "data" / "covid_api_samples.json").read_text())
+    for sample in json.loads(
+        (Path(__file__).parent / "data" / "covid_api_samples.json").read_text()
+    )
 }
 # Real /reports bodies captured from covid-api.com (see data/README.md for provenance).
 REPORT_SAMPLES = [
@@ -96,7 +98,9 @@ def test_transform_accepts_numbers_sent_as_strings_and_nulls() -> None:
         ({"set": ("date", "2020-04-15")}, r"dated '2020-04-15', but 2020-04-16 was asked for"),
     ],
 )
-def test_transform_names_the_day_and_field_that_break_the_schema(change: dict, message: str) -> None:
+def test_transform_names_the_day_and_field_that_break_the_schema(
+    change: dict, message: str
+) -> None:
     record = _ontario()
     if "drop" in change:
         del record[change["drop"]]

@@ -69,7 +69,7 @@ class CovidApiClient:
         *,
         connect_timeout_s: float = 5.0,
         read_timeout_s: float = 30.0,
-        retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, so sharing it is safe)
+        retry: RetryPolicy = RetryPolicy(),
         pool_size: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
@@ -113,7 +113,11 @@ class CovidApiClient:
                 delay = self._delay(attempt, failure.retry_after)
                 log.warning(
                     "%s: %s; retrying in %.2fs (attempt %d of %d)",
-                    day, failure, delay, attempt + 1, attempts,
+                    day,
+                    failure,
+                    delay,
+                    attempt + 1,
+                    attempts,
                 )
                 self._sleep(delay)
             else:
@@ -137,7 +141,8 @@ class CovidApiClient:
             if retry_after > self.retry.max_delay_s:
                 log.warning(
                     "server asked to wait %.0fs; waiting the %.0fs cap instead",
-                    retry_after, self.retry.max_delay_s,
+                    retry_after,
+                    self.retry.max_delay_s,
                 )
             return min(retry_after, self.retry.max_delay_s)
         # Exponential backoff with jitter, so concurrent workers do not retry in lockstep.

@@ -77,7 +77,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
 
     iso_code = (get("ISO_CODE") or DEFAULT_ISO_CODE).upper()
     if not _ISO_CODE.match(iso_code):
-        problems.append(f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)")
+        problems.append(
+            f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)"
+        )
 
     bucket_name = get("BUCKET_NAME")
     if bucket_name is not None:

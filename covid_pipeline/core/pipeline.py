@@ -141,7 +141,7 @@ def write_days(
             day = futures[future]
             try:
                 results[day] = future.result()
-            except Exception as error:  # noqa: BLE001 (reported together, below)
+            except Exception as error:
                 failures[day] = f"{type(error).__name__}: {error}"
             progress.tick()
     if failures:

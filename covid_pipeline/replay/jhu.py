@@ -170,7 +170,9 @@ def _fatality_rate(deaths: int, confirmed: int) -> int | float:
 # --- sources ---------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=8)  # a backfill walks days in order: today's file is tomorrow's "yesterday"
+@functools.lru_cache(
+    maxsize=8
+)  # a backfill walks days in order: today's file is tomorrow's "yesterday"
 def _daily_report(day: dt.date) -> Regions:
     path = DATA_DIR / "daily_reports" / f"{day:%m-%d-%Y}.csv"
     if not path.exists():
@@ -330,16 +332,12 @@ def _place(country: str, province: str) -> tuple[str, str, str] | None:
     return iso, name, province_override or province
 
 
-def _region(
-    regions: Regions, iso: str, name: str, province: str, lat: str, long: str
-) -> Region:
+def _region(regions: Regions, iso: str, name: str, province: str, lat: str, long: str) -> Region:
     provinces = regions.setdefault(iso, {})
     if province not in provinces:
         # County rows carry county coordinates; the state's own come from the lookup table.
         lat, long = _province_coordinates().get((name, province), (lat, long))
-        provinces[province] = Region(
-            iso, name, province, _coordinate(lat), _coordinate(long)
-        )
+        provinces[province] = Region(iso, name, province, _coordinate(lat), _coordinate(long))
     return provinces[province]
 
 

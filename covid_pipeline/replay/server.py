@@ -67,9 +67,7 @@ class Fault:
 
     def matches(self, date: str) -> bool:
         """Whether this rule still applies to a request for `date`."""
-        return (self.times is None or self.times > 0) and (
-            self.dates is None or date in self.dates
-        )
+        return (self.times is None or self.times > 0) and (self.dates is None or date in self.dates)
 
 
 class ReplayServer:
@@ -180,7 +178,7 @@ class _Handler(BaseHTTPRequestHandler):
     def replay(self) -> ReplayServer:
         return self.server.replay  # type: ignore[attr-defined]
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+    def log_message(self, format: str, *args: Any) -> None:
         pass  # tests and benchmarks make thousands of requests; keep stderr readable
 
     def do_GET(self) -> None:
@@ -248,9 +246,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(503, {"message": "Gateway Timeout"})
         elif fault.kind == "reset":
             # SO_LINGER with a zero timeout makes close() send RST instead of FIN.
-            self.connection.setsockopt(
-                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-            )
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             self.connection.close()
             self.close_connection = True
         elif fault.kind == "malformed":
@@ -295,9 +291,7 @@ class _Handler(BaseHTTPRequestHandler):
             },
         )
 
-    def _send_json(
-        self, status: int, body: Any, headers: dict[str, str] | None = None
-    ) -> None:
+    def _send_json(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
         self._send_bytes(status, json.dumps(body).encode(), "application/json", headers)
 
     def _send_bytes(

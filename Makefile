@@ -1,0 +1,42 @@
+# Every target sets up what it needs first: `make demo` and `make test` work on a fresh clone.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: install demo dev replay test test-fast lint fmt clean
+
+install: $(VENV)/.installed
+
+# Reinstall when the pins change. constraints.txt pins the whole tree that the tests ran with.
+$(VENV)/.installed: setup.py constraints.txt
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	touch $@
+
+demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
+	$(PY) -m covid_pipeline.demo
+
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
+	mkdir -p .dagster_home
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
+	$(PY) -m covid_pipeline.replay --port 8000
+
+test: install  ## everything, the end-to-end CLI and UI backfills included (about 3 minutes)
+	$(PY) -m pytest
+
+test-fast: install  ## everything but the end-to-end tests (seconds)
+	$(PY) -m pytest -m "not slow"
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+fmt: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+clean:
+	rm -rf $(VENV) warehouse .dagster_home .pytest_cache .ruff_cache

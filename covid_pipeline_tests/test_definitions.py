@@ -1,0 +1,46 @@
+"""Definitions load offline for each storage mode; the core stays free of Dagster."""
+
+import subprocess
+import sys
+
+import dagster as dg
+import pytest
+
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.definitions import build_definitions
+
+
+@pytest.mark.parametrize("env", [{}, {"BUCKET_NAME": "my-lake", "PREFIX": "raw/covid"}])
+def test_definitions_resolve_the_asset_and_its_partitions(env: dict[str, str]) -> None:
+    defs = build_definitions(load_settings(env))
+    job = defs.resolve_implicit_global_asset_job_def()
+    partitions = job.partitions_def
+    keys = partitions.get_partition_keys()
+    assert (len(keys), keys[0], keys[-1]) == (1143, "2020-01-22", "2023-03-09")
+    spec = defs.resolve_assets_def("covid_daily_reports")
+    assert spec.backfill_policy == dg.BackfillPolicy.single_run()
+
+
+def test_definitions_module_exposes_defs() -> None:
+    from covid_pipeline import definitions
+
+    assert isinstance(definitions.defs, dg.Definitions)
+
+
+def test_definitions_refuse_bad_settings_loudly() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", "import covid_pipeline.definitions"],
+        env={"ISO_CODE": "U$A", "PATH": ""},
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode != 0
+    assert "ISO_CODE 'U$A' must be three letters" in result.stderr
+
+
+def test_core_imports_without_dagster() -> None:
+    code = (
+        "import sys, covid_pipeline.core.pipeline, covid_pipeline.core.config;"
+        "assert 'dagster' not in sys.modules, 'the core imported dagster'"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -1,0 +1,183 @@
+"""The two ways people launch backfills, each end to end against real local servers.
+
+- `dagster asset materialize --partition-range` over the whole history, to an S3 server.
+- A backfill launched through the GraphQL mutation the UI sends, run by `dagster dev`'s daemon.
+"""
+
+import datetime as dt
+import io
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pyarrow.parquet as pq
+import pytest
+import requests
+
+from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
+from covid_pipeline.core.transform import SCHEMA, to_table
+from covid_pipeline.replay import jhu
+from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import PROJECT_ROOT, dagster_cli, free_port, s3_keys
+
+pytestmark = pytest.mark.slow
+
+EMPTY_DAYS = ["2020-06-01", "2021-12-25", "2023-03-09"]
+
+
+def test_cli_backfills_the_whole_history_to_s3_idempotently(
+    replay: ReplayServer, s3_bucket: str, s3_endpoint: str, tmp_path: Path
+) -> None:
+    replay.set_faults([Fault(kind="empty", dates=EMPTY_DAYS)])
+    env = {
+        "API_URL": replay.url,
+        "BUCKET_NAME": s3_bucket,
+        "PREFIX": "covid/usa",
+        "AWS_ENDPOINT_URL": s3_endpoint,
+        "DAGSTER_HOME": str(tmp_path),
+        "FETCH_CONCURRENCY": "8",
+    }
+    args = [
+        "asset", "materialize", "-m", "covid_pipeline.definitions",
+        "--select", "covid_daily_reports",
+        "--partition-range", f"{FIRST_DAY}...{LAST_DAY}",
+    ]  # fmt: skip
+    dagster_cli(args, env, cwd=tmp_path, timeout=600)
+
+    days = [d for d in day_range(FIRST_DAY, LAST_DAY) if d.isoformat() not in EMPTY_DAYS]
+    first_run = s3_keys(s3_bucket)
+    assert sorted(first_run) == [f"covid/usa/date={d}/data.parquet" for d in days]
+    assert replay.stats()["max_requests_per_day"] == 1
+
+    s3 = boto3.client("s3")
+    for day in days:
+        body = s3.get_object(Bucket=s3_bucket, Key=f"covid/usa/date={day}/data.parquet")["Body"]
+        table = pq.read_table(io.BytesIO(body.read()))
+        assert table.schema.equals(SCHEMA, check_metadata=True), day
+        assert table.equals(to_table(day, jhu.reports("USA", day))), day
+
+    # Independent of the replay code: a late day equals the raw JHU time series cell.
+    row = _time_series_row("time_series_covid19_confirmed_global.csv", "US")
+    body = s3.get_object(Bucket=s3_bucket, Key="covid/usa/date=2022-06-01/data.parquet")["Body"]
+    assert pq.read_table(io.BytesIO(body.read()))["confirmed"].to_pylist() == [
+        int(row[(dt.date(2022, 6, 1) - FIRST_DAY).days])
+    ]
+
+    dagster_cli(args, env, cwd=tmp_path, timeout=600)
+    assert s3_keys(s3_bucket) == first_run  # same keys, same bytes (ETags): nothing duplicated
+
+
+def _time_series_row(file_name: str, country: str) -> list[str]:
+    path = Path(jhu.DATA_DIR) / "time_series" / file_name
+    for line in path.read_text().splitlines():
+        cells = line.split(",")
+        if cells[0] == "" and cells[1] == country:
+            return cells[4:]
+    raise AssertionError(f"{country} not in {file_name}")
+
+
+@pytest.fixture
+def dagster_dev(replay: ReplayServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """`dagster dev` (webserver and daemon) on 127.0.0.1, with a throwaway DAGSTER_HOME."""
+    port = free_port()
+    warehouse = tmp_path / "warehouse"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "API_URL": replay.url,
+        "WAREHOUSE_DIR": str(warehouse),
+    }
+    dagster = Path(sys.executable).with_name("dagster")
+    log = (tmp_path / "dagster_dev.log").open("w")
+    process = subprocess.Popen(
+        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
+        cwd=PROJECT_ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # so that stopping it stops the daemon and code server too
+    )
+    url = f"http://127.0.0.1:{port}/graphql"
+    try:
+        _wait_for_asset(url, process, tmp_path / "dagster_dev.log")
+        yield url, warehouse
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+        log.close()
+
+
+def _wait_for_asset(url: str, process: subprocess.Popen, log: Path) -> None:
+    query = '{ assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) { __typename } }'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"dagster dev exited:\n{log.read_text()[-4000:]}"
+        try:
+            answer = requests.post(url, json={"query": query}, timeout=5).json()
+            if answer["data"]["assetNodeOrError"]["__typename"] == "AssetNode":
+                return
+        except (requests.RequestException, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"dagster dev did not load the asset:\n{log.read_text()[-4000:]}")
+
+
+LAUNCH = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+}"""
+
+
+def test_ui_backfill_runs_through_the_daemon(
+    dagster_dev: tuple[str, Path], replay: ReplayServer
+) -> None:
+    url, warehouse = dagster_dev
+    days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
+    params = {
+        "assetSelection": [{"path": ["covid_daily_reports"]}],
+        "partitionNames": days,
+        "fromFailure": False,
+    }
+    answer = requests.post(url, json={"query": LAUNCH, "variables": {"params": params}}, timeout=30)
+    launched = answer.json()["data"]["launchPartitionBackfill"]
+    assert launched["__typename"] == "LaunchBackfillSuccess", launched
+
+    status, deadline = None, time.monotonic() + 300  # the daemon ticks every 30 s
+    while time.monotonic() < deadline:
+        variables = {"id": launched["backfillId"]}
+        answer = requests.post(url, json={"query": STATUS, "variables": variables}, timeout=30)
+        status = answer.json()["data"]["partitionBackfillOrError"]["status"]
+        if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+            break
+        time.sleep(2)
+    assert status == "COMPLETED_SUCCESS"
+
+    for day in days:
+        path = warehouse / "covid_daily_reports" / "usa" / f"date={day}" / "data.parquet"
+        expected = to_table(
+            dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day))
+        )
+        assert pq.read_table(path).equals(expected), day
+    assert replay.stats()["requests"] == len(days)  # one run: each day fetched once

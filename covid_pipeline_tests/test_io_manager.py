@@ -1,0 +1,81 @@
+"""The Hive Parquet IO manager in isolation: exact keys, metadata, reading days back."""
+
+import datetime as dt
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+from dagster_aws.s3 import S3Resource
+
+from covid_pipeline.core import storage
+from covid_pipeline.core.transform import SCHEMA, to_table
+from covid_pipeline.io_managers import HiveParquetIOManager
+from covid_pipeline.partitions import DAILY_PARTITIONS
+from covid_pipeline.replay import jhu
+
+KEY = dg.AssetKey("covid_daily_reports")
+
+
+def manager(tmp_path: Path) -> HiveParquetIOManager:
+    return HiveParquetIOManager(prefix="covid/usa", warehouse_dir=str(tmp_path), s3=S3Resource())
+
+
+def table(day: str):
+    return to_table(dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day)))
+
+
+def output_context(day: str) -> dg.OutputContext:
+    return dg.build_output_context(
+        asset_key=KEY, partition_key=day, asset_partitions_def=DAILY_PARTITIONS
+    )
+
+
+def test_io_manager_writes_the_exact_hive_key_with_metadata(tmp_path: Path) -> None:
+    context = output_context("2021-01-15")
+    manager(tmp_path).handle_output(context, {"2021-01-15": table("2021-01-15")})
+    path = tmp_path / "covid/usa/date=2021-01-15/data.parquet"
+    assert path.is_file()
+    metadata = context.get_logged_metadata()
+    assert metadata["dagster/row_count"].value == 56
+    assert metadata["dagster/uri"].value == str(path)
+    assert metadata["size_bytes"].value == path.stat().st_size
+    assert metadata["skipped"].value is False
+    assert [c.name for c in metadata["dagster/column_schema"].value.columns] == SCHEMA.names
+
+
+def test_io_manager_skips_a_day_without_rows(tmp_path: Path) -> None:
+    context = output_context("2021-01-15")
+    manager(tmp_path).handle_output(context, {"2021-01-15": SCHEMA.empty_table()})
+    assert not (tmp_path / "covid/usa/date=2021-01-15").exists()
+    metadata = context.get_logged_metadata()
+    assert (metadata["skipped"].value, metadata["dagster/row_count"].value) == (True, 0)
+
+
+def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
+    with pytest.raises(dg.DagsterInvariantViolationError, match=r"missing: \['2021-01-15'\]"):
+        manager(tmp_path).handle_output(output_context("2021-01-15"), {})
+
+
+def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
+    storage.write_day(storage.LocalStore(tmp_path), "covid/usa", "2021-01-15", table("2021-01-15"))
+    context = dg.build_input_context(
+        asset_key=KEY, partition_key="2021-01-15", asset_partitions_def=DAILY_PARTITIONS
+    )
+    frame = manager(tmp_path).load_input(context)
+    assert isinstance(frame, pd.DataFrame)
+    assert len(frame) == 56 and list(frame.columns) == SCHEMA.names
+
+
+def test_io_manager_loads_a_range_as_a_dict_without_skipped_days(tmp_path: Path) -> None:
+    store = storage.LocalStore(tmp_path)
+    for day in ("2021-01-15", "2021-01-17"):
+        storage.write_day(store, "covid/usa", day, table(day))
+    context = dg.build_input_context(
+        asset_key=KEY,
+        asset_partitions_def=DAILY_PARTITIONS,
+        asset_partition_key_range=dg.PartitionKeyRange("2021-01-15", "2021-01-17"),
+    )
+    frames = manager(tmp_path).load_input(context)
+    assert sorted(frames) == ["2021-01-15", "2021-01-17"]  # 2021-01-16 was skipped
+    assert all(len(frame) == 56 for frame in frames.values())
