@@ -19,7 +19,12 @@ KEY = dg.AssetKey("covid_daily_reports")
 
 
 @pytest.fixture
-def defs(replay: ReplayServer, s3_bucket: str) -> dg.Definitions:
+def defs(
+    replay: ReplayServer, s3_bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> dg.Definitions:
+    # The S3-only endpoint variable, as for a MinIO or Ceph server beside real AWS services.
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3_endpoint)
     settings = load_settings(
         {
             "API_URL": replay.url,
