@@ -1,5 +1,6 @@
 """Shared fixtures: the replay API and an S3 server, both real HTTP servers on 127.0.0.1."""
 
+import datetime as dt
 import os
 import socket
 import subprocess
@@ -10,8 +11,13 @@ from pathlib import Path
 
 import boto3
 import pytest
+import requests
 from moto.server import ThreadedMotoServer
 
+from covid_pipeline.core import local_catalog, storage
+from covid_pipeline.core.dates import day_range
+from covid_pipeline.core.transform import to_table
+from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import ReplayServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -24,9 +30,11 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     monkeypatch.setenv("AWS_REGION", "us-east-1")
-    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3"):
+    for name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
         monkeypatch.delenv(name, raising=False)
-    for name in ("API_URL", "ISO_CODE", "BUCKET_NAME", "PREFIX", "WAREHOUSE_DIR"):
+    # Anything that reaches for AWS without a test server meets a closed port on this machine.
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    for name in ("API_URL", "ISO_CODE", "BUCKET_NAME", "PREFIX", "WAREHOUSE_DIR", "CATALOG_MODE"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -57,12 +65,40 @@ def s3_endpoint() -> Iterator[str]:
 
 
 @pytest.fixture
-def s3_bucket(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """A fresh, empty bucket; AWS_ENDPOINT_URL points every boto3 client at the server."""
+def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The moto server, emptied; AWS_ENDPOINT_URL points every boto3 client at it."""
+    requests.post(f"{s3_endpoint}/moto-api/reset", timeout=10).raise_for_status()
     monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    return s3_endpoint
+
+
+@pytest.fixture
+def s3_bucket(aws: str) -> str:
+    """A fresh, empty bucket on the moto server."""
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
+
+
+CATALOG_TABLE = "covid_daily_reports_usa"
+CATALOG_DAYS = day_range(dt.date(2020, 4, 1), dt.date(2020, 4, 14))
+
+
+def write_days(root: Path, days: list[dt.date]) -> None:
+    """Write the replay's USA reports for `days` into a local warehouse at `root`."""
+    store = storage.LocalStore(root)
+    for day in days:
+        table = to_table(day, jhu.reports("USA", day))
+        storage.write_day(store, "covid_daily_reports/usa", str(day), table)
+
+
+@pytest.fixture(scope="session")
+def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A DuckDB catalog over two weeks of April 2020 (USA), written as the pipeline writes."""
+    root = tmp_path_factory.mktemp("warehouse")
+    write_days(root, CATALOG_DAYS)
+    local_catalog.register(root / "catalog.duckdb", root / "covid_daily_reports/usa", CATALOG_TABLE)
+    return root / "catalog.duckdb"
 
 
 def s3_keys(bucket: str) -> dict[str, str]:

@@ -88,3 +88,43 @@ def test_dates_range_includes_both_ends_and_refuses_reversed_ranges() -> None:
     assert [d.isoformat() for d in days] == ["2020-02-27", "2020-02-28", "2020-02-29", "2020-03-01"]
     with pytest.raises(ValueError, match="before start"):
         day_range(parse_day("2020-03-01"), parse_day("2020-02-27"))
+
+
+@pytest.mark.parametrize(
+    ("env", "mode"),
+    [
+        ({}, "local"),
+        ({"BUCKET_NAME": "lake"}, "glue_partitions"),
+        ({"BUCKET_NAME": "lake", "GLUE_CRAWLER_NAME": "covid-daily-reports"}, "glue_crawler"),
+        (
+            {"BUCKET_NAME": "lake", "GLUE_CRAWLER_NAME": "c", "CATALOG_MODE": "glue_partitions"},
+            "glue_partitions",
+        ),
+        ({"BUCKET_NAME": "lake", "CATALOG_MODE": "local"}, "local"),
+    ],
+)
+def test_config_catalog_mode_follows_bucket_and_crawler(env: dict[str, str], mode: str) -> None:
+    assert load_settings(env).catalog_mode == mode
+
+
+def test_config_catalog_names_default_per_country() -> None:
+    settings = load_settings({"ISO_CODE": "CAN", "WAREHOUSE_DIR": "/data"})
+    assert (settings.glue_database, settings.glue_table) == ("covid", "covid_daily_reports_can")
+    assert settings.catalog_path == "/data/catalog.duckdb"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"CATALOG_MODE": "glue_partitions"}, "CATALOG_MODE glue_partitions needs BUCKET_NAME"),
+        ({"BUCKET_NAME": "lake", "CATALOG_MODE": "glue_crawler"}, "needs GLUE_CRAWLER_NAME"),
+        ({"CATALOG_MODE": "hive"}, "CATALOG_MODE 'hive' must be one of"),
+        ({"GLUE_TABLE": "Covid-Reports"}, "GLUE_TABLE 'Covid-Reports' must be lowercase"),
+        ({"ATHENA_OUTPUT_LOCATION": "/tmp/results"}, "must be an s3:// URI"),
+    ],
+)
+def test_config_refuses_catalog_settings_that_cannot_work(
+    env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

@@ -11,7 +11,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 DEFAULT_API_URL = "https://covid-api.com/api"
@@ -19,20 +19,29 @@ DEFAULT_ISO_CODE = "USA"
 _ISO_CODE = re.compile(r"^[A-Z]{3}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_=.-]+$")
+_GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
+_CRAWLER_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,255}$")
 
 
 class ConfigError(ValueError):
     """One or more settings are invalid; the message lists every problem."""
 
 
+CATALOG_MODES = ("local", "glue_partitions", "glue_crawler")
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Where to fetch from, which country, where to write, and how hard to try."""
+    """Where to fetch from, which country, where to write and catalog, and how hard to try.
+
+    Empty strings mean "derive the default": the prefix, Glue table and DuckDB path follow the
+    country and the warehouse, and the catalog mode follows whether a bucket and a crawler are set.
+    """
 
     api_url: str = DEFAULT_API_URL
     iso_code: str = DEFAULT_ISO_CODE
     bucket_name: str | None = None
-    prefix: str = field(default="")
+    prefix: str = ""
     warehouse_dir: str = "warehouse"
     fetch_concurrency: int = 8
     write_concurrency: int = 8
@@ -40,10 +49,33 @@ class Settings:
     http_read_timeout_s: float = 30.0
     http_max_retries: int = 5
     http_backoff_s: float = 0.5
+    catalog_mode: str = ""
+    catalog_path: str = ""
+    glue_database: str = "covid"
+    glue_table: str = ""
+    glue_crawler_name: str | None = None
+    crawler_poll_interval_s: float = 15.0
+    crawler_timeout_s: float = 1800.0
+    athena_workgroup: str = "primary"
+    athena_output_location: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.prefix:
-            object.__setattr__(self, "prefix", default_prefix(self.iso_code))
+        iso = self.iso_code.lower()
+        derived = {
+            "prefix": f"covid_daily_reports/{iso}",  # one per country: never overwrite another's
+            "glue_table": f"covid_daily_reports_{iso}",
+            "catalog_path": os.path.join(self.warehouse_dir, "catalog.duckdb"),
+            "catalog_mode": (
+                "local"
+                if not self.bucket_name
+                else "glue_crawler"
+                if self.glue_crawler_name
+                else "glue_partitions"
+            ),
+        }
+        for name, value in derived.items():
+            if not getattr(self, name):
+                object.__setattr__(self, name, value)
 
     @property
     def storage_root(self) -> str:
@@ -52,10 +84,10 @@ class Settings:
             return f"s3://{self.bucket_name}/{self.prefix}"
         return os.path.join(self.warehouse_dir, self.prefix)
 
-
-def default_prefix(iso_code: str) -> str:
-    """One prefix per country, so that switching ISO_CODE never overwrites another's days."""
-    return f"covid_daily_reports/{iso_code.lower()}"
+    @property
+    def table_location(self) -> str:
+        """The folder above the date= partitions, as catalogs want it (with a trailing slash)."""
+        return f"{self.storage_root}/"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -90,6 +122,30 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         prefix, problem = normalise_prefix(prefix)
         problems.extend([problem] if problem else [])
 
+    catalog_mode = (get("CATALOG_MODE") or "").lower()
+    if catalog_mode not in ("", "auto", *CATALOG_MODES):
+        problems.append(
+            f"CATALOG_MODE {catalog_mode!r} must be one of auto, {', '.join(CATALOG_MODES)}"
+        )
+    catalog_mode = "" if catalog_mode == "auto" else catalog_mode
+    if catalog_mode.startswith("glue") and not bucket_name:
+        problems.append(f"CATALOG_MODE {catalog_mode} needs BUCKET_NAME: Glue catalogs S3 data")
+    crawler = get("GLUE_CRAWLER_NAME")
+    if catalog_mode == "glue_crawler" and not crawler:
+        problems.append("CATALOG_MODE glue_crawler needs GLUE_CRAWLER_NAME")
+    if crawler is not None and not _CRAWLER_NAME.match(crawler):
+        problems.append(f"GLUE_CRAWLER_NAME {crawler!r} is not a valid crawler name")
+    for name in ("GLUE_DATABASE", "GLUE_TABLE"):
+        value = get(name)
+        if value is not None and not _GLUE_NAME.match(value):
+            problems.append(
+                f"{name} {value!r} must be lowercase letters, digits and underscores "
+                "(names Athena can query without quoting)"
+            )
+    output = get("ATHENA_OUTPUT_LOCATION")
+    if output is not None and not output.startswith("s3://"):
+        problems.append(f"ATHENA_OUTPUT_LOCATION {output!r} must be an s3:// URI")
+
     numbers = {
         "FETCH_CONCURRENCY": (int, 1, 64, "fetch_concurrency"),
         "WRITE_CONCURRENCY": (int, 1, 64, "write_concurrency"),
@@ -97,6 +153,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "HTTP_READ_TIMEOUT": (float, 0.01, 600, "http_read_timeout_s"),
         "HTTP_MAX_RETRIES": (int, 0, 20, "http_max_retries"),
         "HTTP_BACKOFF": (float, 0, 60, "http_backoff_s"),
+        "CRAWLER_POLL_INTERVAL": (float, 0, 600, "crawler_poll_interval_s"),
+        "CRAWLER_TIMEOUT": (float, 1, 86400, "crawler_timeout_s"),
     }
     parsed: dict[str, float] = {}
     for name, (kind, low, high, attribute) in numbers.items():
@@ -124,6 +182,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         bucket_name=bucket_name,
         prefix=prefix or "",
         warehouse_dir=get("WAREHOUSE_DIR") or "warehouse",
+        catalog_mode=catalog_mode,
+        catalog_path=get("CATALOG_PATH") or "",
+        glue_database=get("GLUE_DATABASE") or "covid",
+        glue_table=get("GLUE_TABLE") or "",
+        glue_crawler_name=crawler,
+        athena_workgroup=get("ATHENA_WORKGROUP") or "primary",
+        athena_output_location=output,
         **parsed,  # type: ignore[arg-type]
     )
 

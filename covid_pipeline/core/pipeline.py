@@ -141,7 +141,7 @@ def write_days(
             day = futures[future]
             try:
                 results[day] = future.result()
-            except Exception as error:
+            except Exception as error:  # any storage error: all are reported together, below
                 failures[day] = f"{type(error).__name__}: {error}"
             progress.tick()
     if failures:

@@ -1,0 +1,94 @@
+"""Data checks over the days a run fetched: pure functions, so any entry point can use them.
+
+Each check looks at every day of the run and names the days that fail it, so that a check
+result in the UI says where to look, not just that something is wrong.
+"""
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from covid_pipeline.core.transform import SCHEMA
+
+Tables = Mapping[str, pa.Table]
+_CUMULATIVE = ("confirmed", "deaths", "recovered")
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """Whether a check passed, and why not for each failing day."""
+
+    name: str
+    description: str
+    failing_days: dict[str, str] = field(default_factory=dict)
+    checked_days: int = 0
+
+    @property
+    def passed(self) -> bool:
+        """True when no day failed."""
+        return not self.failing_days
+
+
+def schema_as_documented(tables: Tables) -> CheckOutcome:
+    """Every day's table has exactly the documented schema."""
+    failing = {
+        day: f"schema differs: {table.schema.names}"
+        for day, table in tables.items()
+        if not table.schema.equals(SCHEMA)
+    }
+    return CheckOutcome(
+        "schema_as_documented", "columns and types as documented", failing, len(tables)
+    )
+
+
+def cumulative_counts_non_negative(tables: Tables) -> CheckOutcome:
+    """Cumulative counts are never negative (`active` may be: JHU's Recovered rows)."""
+    failing = {}
+    for day, table in tables.items():
+        negative = {name: pc.sum(pc.less(table[name], 0)).as_py() or 0 for name in _CUMULATIVE}
+        if any(negative.values()):
+            failing[day] = ", ".join(f"{n} negative in {c} rows" for n, c in negative.items() if c)
+    return CheckOutcome(
+        "cumulative_counts_non_negative",
+        "confirmed, deaths and recovered are >= 0",
+        failing,
+        len(tables),
+    )
+
+
+def names_present(tables: Tables, iso_code: str) -> CheckOutcome:
+    """Every row names its country, with the ISO code that was asked for."""
+    failing = {}
+    for day, table in tables.items():
+        wrong_iso = pc.sum(pc.not_equal(table["iso"], iso_code)).as_py() or 0
+        no_name = pc.sum(pc.equal(pc.utf8_length(table["country"]), 0)).as_py() or 0
+        if wrong_iso or no_name:
+            failing[day] = f"{wrong_iso} rows with another iso, {no_name} without a country name"
+    return CheckOutcome(
+        "names_present", f"iso is {iso_code} and the country is named", failing, len(tables)
+    )
+
+
+def row_count_steady(tables: Tables, max_change: float = 0.5) -> CheckOutcome:
+    """A day's row count is within `max_change` of the previous day's that had rows.
+
+    Regions rarely appear or vanish; a jump usually means the source changed its granularity
+    or dropped regions. Days without data (skipped) are not compared.
+    """
+    failing = {}
+    previous: tuple[str, int] | None = None
+    for day in sorted(tables):
+        rows = tables[day].num_rows
+        if rows == 0:
+            continue
+        if previous is not None and abs(rows - previous[1]) > max_change * previous[1]:
+            failing[day] = f"{rows} rows against {previous[1]} on {previous[0]}"
+        previous = (day, rows)
+    return CheckOutcome(
+        "row_count_steady",
+        f"row count within {max_change:.0%} of the previous day with data",
+        failing,
+        len(tables),
+    )

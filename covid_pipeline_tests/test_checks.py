@@ -1,0 +1,59 @@
+"""Data checks name the days that fail them."""
+
+import datetime as dt
+
+import pyarrow as pa
+
+from covid_pipeline.core import checks
+from covid_pipeline.core.transform import to_table
+from covid_pipeline.replay import jhu
+
+DAY = dt.date(2020, 4, 16)
+
+
+def canada(day: dt.date = DAY) -> pa.Table:
+    return to_table(day, jhu.reports("CAN", day))
+
+
+def test_checks_pass_on_real_data() -> None:
+    tables = {"2020-04-15": canada(DAY - dt.timedelta(days=1)), "2020-04-16": canada()}
+    for outcome in (
+        checks.schema_as_documented(tables),
+        checks.cumulative_counts_non_negative(tables),
+        checks.names_present(tables, "CAN"),
+        checks.row_count_steady(tables),
+    ):
+        assert outcome.passed, outcome
+        assert outcome.checked_days == 2
+
+
+def test_checks_find_negative_cumulative_counts() -> None:
+    table = canada()
+    confirmed = table["confirmed"].to_pylist()
+    confirmed[0] = -5
+    broken = table.set_column(
+        table.schema.get_field_index("confirmed"),
+        table.schema.field("confirmed"),
+        pa.array(confirmed),
+    )
+    outcome = checks.cumulative_counts_non_negative({"2020-04-16": broken})
+    assert outcome.failing_days == {"2020-04-16": "confirmed negative in 1 rows"}
+
+
+def test_checks_find_rows_of_another_country() -> None:
+    outcome = checks.names_present({"2020-04-16": canada()}, "USA")
+    assert outcome.failing_days == {
+        "2020-04-16": "14 rows with another iso, 0 without a country name"
+    }
+
+
+def test_checks_find_schema_drift() -> None:
+    outcome = checks.schema_as_documented({"2020-04-16": canada().drop_columns(["cities"])})
+    assert list(outcome.failing_days) == ["2020-04-16"]
+
+
+def test_checks_flag_a_jump_in_row_count_but_not_skipped_days() -> None:
+    full, few = canada(), canada().slice(0, 3)
+    tables = {"2020-04-14": full, "2020-04-15": full.slice(0, 0), "2020-04-16": few}
+    outcome = checks.row_count_steady(tables)
+    assert outcome.failing_days == {"2020-04-16": "3 rows against 14 on 2020-04-14"}

@@ -1,0 +1,76 @@
+"""The embedded DuckDB catalog over a real warehouse, and the README's example queries."""
+
+import datetime as dt
+import re
+from pathlib import Path
+
+import pytest
+
+from covid_pipeline.core import local_catalog
+from covid_pipeline.replay import jhu
+from covid_pipeline_tests.conftest import CATALOG_DAYS as DAYS
+from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
+from covid_pipeline_tests.conftest import PROJECT_ROOT, write_days
+
+
+def test_local_catalog_lists_partitions_with_row_counts(catalog: Path) -> None:
+    columns, rows = local_catalog.query(catalog, f"select date, rows from {TABLE}_partitions")
+    assert columns == ["date", "rows"]
+    assert [row[0] for row in rows] == DAYS
+    assert dict(rows)[dt.date(2020, 4, 5)] == len(jhu.reports("USA", dt.date(2020, 4, 5)))
+
+
+def test_local_catalog_answers_from_the_written_data(catalog: Path) -> None:
+    _, rows = local_catalog.query(
+        catalog, f"select sum(confirmed) from {TABLE} where date = '2020-04-12'"
+    )
+    expected = sum(r["confirmed"] for r in jhu.reports("USA", dt.date(2020, 4, 12)))
+    assert rows == [(expected,)]
+
+
+def test_local_catalog_prunes_partitions(catalog: Path) -> None:
+    _, plan = local_catalog.query(
+        catalog, f"explain analyze select count(*) from {TABLE} where date = '2020-04-03'"
+    )
+    # Only one of the 14 files is read when filtering on the partition column.
+    assert re.search(r"Total Files Read: 1\b", plan[0][1]), plan[0][1]
+
+
+def test_local_catalog_reregistering_picks_up_new_days(tmp_path: Path) -> None:
+    write_days(tmp_path, DAYS[:2])
+    first = local_catalog.register(
+        tmp_path / "c.duckdb", tmp_path / "covid_daily_reports/usa", TABLE
+    )
+    write_days(tmp_path, DAYS[2:4])
+    second = local_catalog.register(
+        tmp_path / "c.duckdb", tmp_path / "covid_daily_reports/usa", TABLE
+    )
+    assert (first.partitions, second.partitions) == (2, 4)
+    assert (second.first_day, second.last_day) == (DAYS[0], DAYS[3])
+
+
+def test_local_catalog_refuses_an_empty_warehouse(tmp_path: Path) -> None:
+    with pytest.raises(
+        local_catalog.LocalCatalogError, match="materialize covid_daily_reports first"
+    ):
+        local_catalog.register(tmp_path / "c.duckdb", tmp_path / "nothing", TABLE)
+
+
+def test_local_catalog_query_without_a_catalog_says_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(local_catalog.LocalCatalogError, match="materialize covid_catalog_table"):
+        local_catalog.query(tmp_path / "missing.duckdb", "select 1")
+
+
+README_QUERIES = re.findall(
+    r'^covid-pipeline query "(.+)"$', (PROJECT_ROOT / "README.md").read_text(), re.MULTILINE
+)
+
+
+def test_readme_has_query_examples() -> None:
+    assert len(README_QUERIES) >= 4
+
+
+@pytest.mark.parametrize("sql", README_QUERIES)
+def test_readme_query_examples_answer(catalog: Path, sql: str) -> None:
+    columns, rows = local_catalog.query(catalog, sql)
+    assert columns and rows, sql
