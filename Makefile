@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev replay test test-fast lint fmt clean
+.PHONY: install demo dev replay test test-fast lint fmt infra-check clean
 
 install: $(VENV)/.installed
 
@@ -38,5 +38,15 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+# SAM -> CloudFormation, then cfn-lint and checkov, offline, in a venv of their own.
+infra-check: .venv-infra/.installed
+	.venv-infra/bin/python infra/validate.py
+
+.venv-infra/.installed: infra/requirements.txt infra/requirements.lock
+	python3 -m venv .venv-infra
+	.venv-infra/bin/python -m pip install --quiet --upgrade pip
+	.venv-infra/bin/python -m pip install --quiet -c infra/requirements.lock -r infra/requirements.txt
+	touch $@
+
 clean:
-	rm -rf $(VENV) warehouse .dagster_home .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra build warehouse .dagster_home .pytest_cache .ruff_cache

@@ -15,7 +15,9 @@ setup(
     # The replay API ships real JHU CSSE data (CC BY 4.0), for the demo and the tests.
     package_data={"covid_pipeline.replay": ["jhu/*.csv", "jhu/*.md", "jhu/*/*.csv"]},
     python_requires=">=3.10",
-    install_requires=[*DAGSTER, *CORE],
+    # DuckDB is the embedded local catalog and query engine (no server, reads Parquet directly).
+    install_requires=[*DAGSTER, *CORE, "duckdb==2.0.1"],
+    entry_points={"console_scripts": ["covid-pipeline=covid_pipeline.cli:main"]},
     extras_require={
         "dev": [
             "pytest==9.2.0",

@@ -1,13 +1,21 @@
 """The pipeline's assets: thin wrappers that resolve partitions and call the core."""
 
 import datetime as dt
+from collections.abc import Iterator
 
 import dagster as dg
-import pyarrow as pa
 
-from covid_pipeline.core import pipeline
+from covid_pipeline.core import checks, pipeline
 from covid_pipeline.partitions import DAILY_PARTITIONS
-from covid_pipeline.resources import CovidApiResource
+from covid_pipeline.resources import CatalogResource, CovidApiResource
+
+_DAILY = dg.AssetKey("covid_daily_reports")
+_CHECKS = {
+    "schema_as_documented": dg.AssetCheckSeverity.ERROR,
+    "cumulative_counts_non_negative": dg.AssetCheckSeverity.ERROR,
+    "names_present": dg.AssetCheckSeverity.ERROR,
+    "row_count_steady": dg.AssetCheckSeverity.WARN,  # sources do change granularity, rarely
+}
 
 
 @dg.asset(
@@ -20,10 +28,11 @@ from covid_pipeline.resources import CovidApiResource
     retry_policy=dg.RetryPolicy(
         max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
     ),
+    check_specs=[dg.AssetCheckSpec(name, asset=_DAILY) for name in _CHECKS],
 )
 def covid_daily_reports(
     context: dg.AssetExecutionContext, covid_api: CovidApiResource
-) -> dict[str, pa.Table]:
+) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """Daily COVID-19 reports for one country: a row per region (province or country) per day.
 
     From the COVID-19 Statistics API (https://covid-api.com/api, `GET /reports?date=&iso=`),
@@ -51,4 +60,52 @@ def covid_daily_reports(
             metadata={"failed_days": sorted(outcome.failures), "fetched_days": len(outcome.tables)},
             allow_retries=outcome.transient,  # a schema problem will not pass on a retry
         )
-    return outcome.tables
+    yield dg.Output(outcome.tables)
+    tables = outcome.tables
+    for result in (
+        checks.schema_as_documented(tables),
+        checks.cumulative_counts_non_negative(tables),
+        checks.names_present(tables, covid_api.iso_code),
+        checks.row_count_steady(tables),
+    ):
+        yield dg.AssetCheckResult(
+            check_name=result.name,
+            passed=result.passed,
+            severity=_CHECKS[result.name],
+            description=result.description,
+            metadata={
+                "checked_days": result.checked_days,
+                "failing_days": len(result.failing_days),
+                "failures": dg.MetadataValue.json(dict(sorted(result.failing_days.items())[:50])),
+            },
+        )
+
+
+def build_catalog_asset(kind: str) -> dg.AssetsDefinition:
+    """The catalog asset, labelled with the technology that catalogs (duckdb or glue)."""
+
+    @dg.asset(
+        deps=[covid_daily_reports],
+        group_name="covid",
+        kinds={kind},
+        # Needed for `dagster asset materialize --partition-range` to include this asset.
+        backfill_policy=dg.BackfillPolicy.single_run(),
+        # Once after new days land, not once per day, and never while days are still landing.
+        automation_condition=(
+            dg.AutomationCondition.any_deps_updated().since_last_handled()
+            & ~dg.AutomationCondition.any_deps_in_progress()
+            & ~dg.AutomationCondition.in_progress()
+        ),
+    )
+    def covid_catalog_table(
+        context: dg.AssetExecutionContext, catalog: CatalogResource
+    ) -> dg.MaterializeResult:
+        """The written days, cataloged so they can be queried with SQL.
+
+        Locally a DuckDB view over the warehouse (`covid-pipeline query`); in AWS the Glue Data
+        Catalog table that Athena queries, kept current by the Glue crawler or by registering
+        new `date=` partitions directly. Runs once after a backfill's days have all landed.
+        """
+        return dg.MaterializeResult(metadata=catalog.refresh(context.log))
+
+    return covid_catalog_table

@@ -7,16 +7,26 @@ makes no network call and creates no boto3 client, so `dagster dev` works offlin
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.assets import covid_daily_reports
+from covid_pipeline.assets import build_catalog_asset, covid_daily_reports
 from covid_pipeline.core.config import Settings, load_settings
 from covid_pipeline.io_managers import HiveParquetIOManager
-from covid_pipeline.resources import CovidApiResource
+from covid_pipeline.resources import (
+    CatalogResource,
+    CovidApiResource,
+    GlueCrawlerCatalogResource,
+    GluePartitionsCatalogResource,
+    LocalCatalogResource,
+)
 
 
 def build_definitions(settings: Settings) -> dg.Definitions:
-    """Definitions for `settings`: S3 when a bucket is set, the local warehouse otherwise."""
+    """Definitions for `settings`: S3 and Glue with a bucket, local files and DuckDB without."""
+    s3 = S3Resource()  # credentials, region and endpoint come from boto3's chain
     return dg.Definitions(
-        assets=[covid_daily_reports],
+        assets=[
+            covid_daily_reports,
+            build_catalog_asset("duckdb" if settings.catalog_mode == "local" else "glue"),
+        ],
         resources={
             "covid_api": CovidApiResource(
                 api_url=settings.api_url,
@@ -32,9 +42,37 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 bucket_name=settings.bucket_name,
                 warehouse_dir=settings.warehouse_dir,
                 write_concurrency=settings.write_concurrency,
-                s3=S3Resource(),  # credentials, region and endpoint come from boto3's chain
+                s3=s3,
             ),
+            "catalog": _catalog(settings, s3),
         },
+    )
+
+
+def _catalog(settings: Settings, s3: S3Resource) -> CatalogResource:
+    if settings.catalog_mode == "glue_crawler":
+        assert settings.glue_crawler_name is not None  # load_settings makes sure
+        return GlueCrawlerCatalogResource(
+            crawler_name=settings.glue_crawler_name,
+            database=settings.glue_database,
+            table=settings.glue_table,
+            poll_interval_s=settings.crawler_poll_interval_s,
+            timeout_s=settings.crawler_timeout_s,
+        )
+    if settings.catalog_mode == "glue_partitions":
+        assert settings.bucket_name is not None
+        return GluePartitionsCatalogResource(
+            bucket_name=settings.bucket_name,
+            prefix=settings.prefix,
+            database=settings.glue_database,
+            table=settings.glue_table,
+            s3=s3,
+        )
+    return LocalCatalogResource(
+        database_path=settings.catalog_path,
+        warehouse_dir=settings.warehouse_dir,
+        prefix=settings.prefix,
+        table=settings.glue_table,
     )
 
 

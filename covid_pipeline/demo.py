@@ -1,8 +1,9 @@
-"""The offline demo: replay API -> `dagster asset materialize` -> ./warehouse, then a summary.
+"""The offline demo: replay API -> `dagster asset materialize` -> ./warehouse -> SQL.
 
 `python -m covid_pipeline.demo` starts the replay API (real JHU CSSE data) on a free port,
-backfills a month for one country with the same CLI command a user would type, and prints
-the files it wrote. Runs are recorded in ./.dagster_home, so `make dev` shows them in the UI.
+backfills a month for one country and catalogs it, with the same CLI command a user would
+type, then prints the files it wrote and answers a question from them with SQL. Runs are
+recorded in ./.dagster_home, so `make dev` shows them in the UI.
 """
 
 import argparse
@@ -11,7 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from covid_pipeline.core import storage
+from covid_pipeline.cli import format_table
+from covid_pipeline.core import local_catalog, storage
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range, parse_day
 from covid_pipeline.replay.server import ReplayServer
@@ -20,8 +22,8 @@ from covid_pipeline.replay.server import ReplayServer
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
     parser = argparse.ArgumentParser(prog="python -m covid_pipeline.demo", description=__doc__)
-    parser.add_argument("--start", default="2021-01-01", help="first day (YYYY-MM-DD)")
-    parser.add_argument("--end", default="2021-01-31", help="last day (YYYY-MM-DD)")
+    parser.add_argument("--start", default="2020-04-01", help="first day (YYYY-MM-DD)")
+    parser.add_argument("--end", default="2020-04-30", help="last day (YYYY-MM-DD)")
     parser.add_argument("--iso", default="USA", help="country, ISO 3166-1 alpha-3")
     args = parser.parse_args(argv)
     try:
@@ -37,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             "API_URL": replay.url,
             "ISO_CODE": args.iso,
             "BUCKET_NAME": "",  # the demo always writes to the local warehouse
+            "CATALOG_MODE": "local",
             "DAGSTER_HOME": str(home),
         }
         settings = load_settings(env)
@@ -44,7 +47,8 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"Backfilling {settings.iso_code} {days[0]}..{days[-1]} into {settings.storage_root}")
         command = [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-            "-m", "covid_pipeline.definitions", "--select", "covid_daily_reports",
+            "-m", "covid_pipeline.definitions",
+            "--select", "covid_daily_reports,covid_catalog_table",
             "--partition-range", f"{days[0]}...{days[-1]}",
         ]  # fmt: skip
         _say("$ " + " ".join(["dagster", *command[1:]]))
@@ -64,7 +68,15 @@ def main(argv: list[str] | None = None) -> int:
         written += 1
         size = Path(store.uri(key)).stat().st_size
         _say(f"{day!s:<12}{table.num_rows:>6}{size:>10}  {store.uri(key)}")
-    _say(f"\n{written} of {len(days)} days written. See the runs in the UI: make dev")
+    _say(f"\n{written} of {len(days)} days written and cataloged in {settings.catalog_path}.")
+    sql = (
+        f"select date, sum(confirmed_diff) as new_cases, sum(deaths_diff) as new_deaths "
+        f"from {settings.glue_table} group by date order by date desc limit 7"
+    )
+    _say(f'\n$ covid-pipeline query "{sql}"')
+    columns, rows = local_catalog.query(settings.catalog_path, sql)
+    _say(format_table(columns, rows, max_rows=7))
+    _say("More examples in the README. See the runs in the UI: make dev")
     return 0
 
 

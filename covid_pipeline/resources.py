@@ -1,8 +1,21 @@
-"""Dagster resources: thin, typed configuration around the core's clients."""
+"""Dagster resources: thin, typed configuration around the core's clients.
 
+The catalog is one interface with three implementations (the local DuckDB catalog, direct
+Glue registration, the Glue crawler); `definitions.py` picks one from the settings, and the
+catalog asset only ever calls `refresh`.
+"""
+
+import logging
+from typing import Any
+
+import boto3
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
+from covid_pipeline.core import crawler, glue, local_catalog, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+
+Logger = logging.Logger | dg.DagsterLogManager
 
 
 class CovidApiResource(dg.ConfigurableResource):
@@ -26,3 +39,98 @@ class CovidApiResource(dg.ConfigurableResource):
             retry=RetryPolicy(max_retries=self.max_retries, backoff_s=self.backoff_s),
             pool_size=self.fetch_concurrency,
         )
+
+
+class CatalogResource(dg.ConfigurableResource):
+    """Makes the written days queryable; `refresh` returns metadata for the UI."""
+
+    def refresh(self, log: Logger) -> dict[str, Any]:
+        """Catalog every day written so far."""
+        raise NotImplementedError
+
+
+class LocalCatalogResource(CatalogResource):
+    """The embedded DuckDB catalog over the local warehouse (`covid-pipeline query` reads it)."""
+
+    database_path: str
+    warehouse_dir: str
+    prefix: str
+    table: str
+
+    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
+        registration = local_catalog.register(
+            self.database_path, f"{self.warehouse_dir}/{self.prefix}", self.table
+        )
+        log.info(f"{self.table}: {registration.partitions} days, {registration.rows} rows")
+        return {
+            "dagster/table_name": f"duckdb:{self.table}",
+            "database": self.database_path,
+            "partitions": registration.partitions,
+            "dagster/row_count": registration.rows,
+            "first_day": str(registration.first_day),
+            "last_day": str(registration.last_day),
+        }
+
+
+class GluePartitionsCatalogResource(CatalogResource):
+    """Registers new `date=` folders straight into the Glue Data Catalog (seconds, no crawler)."""
+
+    bucket_name: str
+    prefix: str
+    database: str
+    table: str
+    s3: dg.ResourceDependency[S3Resource]
+
+    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
+        store = storage.S3Store(self.bucket_name, self.s3.get_client())
+        location = f"s3://{self.bucket_name}/{self.prefix}/"
+        registration = glue.register_partitions(
+            boto3.client("glue"), self.database, self.table, location, store.days(self.prefix)
+        )
+        log.info(
+            f"{self.database}.{self.table}: {registration.partitions_created} new partitions, "
+            f"{registration.partitions_total} in all"
+        )
+        return {
+            "dagster/table_name": f"glue:{self.database}.{self.table}",
+            "dagster/uri": location,
+            "table_created": registration.table_created,
+            "partitions_created": registration.partitions_created,
+            "partitions": registration.partitions_total,
+        }
+
+
+class GlueCrawlerCatalogResource(CatalogResource):
+    """Runs the Glue crawler (the design's way) and waits for its crawl to end."""
+
+    crawler_name: str
+    database: str
+    table: str
+    poll_interval_s: float = 15.0
+    timeout_s: float = 1800.0
+
+    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
+        client = boto3.client("glue")
+        try:
+            result = crawler.run_crawler(
+                client,
+                self.crawler_name,
+                poll_interval_s=self.poll_interval_s,
+                timeout_s=self.timeout_s,
+            )
+        except dg.DagsterExecutionInterruptedError:
+            crawler.stop_crawler(client, self.crawler_name)  # do not leave a crawl running
+            raise
+        log.info(f"crawler {self.crawler_name}: {result.status} in {result.duration_s:.0f}s")
+        metadata: dict[str, Any] = {
+            "dagster/table_name": f"glue:{self.database}.{self.table}",
+            "crawler": self.crawler_name,
+            "crawl_status": result.status,
+            "crawl_duration_s": round(result.duration_s, 1),
+            "partitions": len(glue.registered_days(client, self.database, self.table)),
+        }
+        if result.tables_created is not None:
+            metadata["tables_created"] = result.tables_created
+        if result.tables_updated is not None:
+            metadata["tables_updated"] = result.tables_updated
+        return metadata

@@ -1,0 +1,87 @@
+"""The catalog asset after the days land: local DuckDB, and direct Glue registration on moto."""
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+
+from covid_pipeline.core import local_catalog
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.glue import registered_days
+from covid_pipeline.definitions import build_definitions
+from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import s3_keys
+
+DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")
+
+
+@pytest.fixture
+def instance() -> Iterator[dg.DagsterInstance]:
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+def backfill(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str):
+    """Both assets in one run over first..last, as `dagster asset materialize` runs them."""
+    return dg.materialize(
+        defs.assets,  # type: ignore[arg-type]
+        resources=defs.resources,
+        instance=instance,
+        tags={
+            "dagster/asset_partition_range_start": first,
+            "dagster/asset_partition_range_end": last,
+        },
+    )
+
+
+def catalog_metadata(result: dg.ExecuteInProcessResult) -> dict:
+    [event] = result.asset_materializations_for_node("covid_catalog_table")
+    return {key: value.value for key, value in event.metadata.items()}
+
+
+def test_catalog_asset_registers_the_local_warehouse_in_duckdb(
+    replay: ReplayServer, instance, tmp_path: Path
+) -> None:
+    replay.set_faults([Fault(kind="empty", dates=["2020-04-03"])])
+    settings = load_settings({"API_URL": replay.url, "WAREHOUSE_DIR": str(tmp_path)})
+    result = backfill(build_definitions(settings), instance, "2020-04-01", "2020-04-05")
+    metadata = catalog_metadata(result)
+    assert (metadata["partitions"], metadata["first_day"], metadata["last_day"]) == (
+        4,
+        "2020-04-01",
+        "2020-04-05",
+    )
+    _, rows = local_catalog.query(
+        settings.catalog_path, "select count(distinct date) from covid_daily_reports_usa"
+    )
+    assert rows == [(4,)]
+
+
+def test_catalog_asset_registers_one_glue_partition_per_written_day(
+    replay: ReplayServer, instance, s3_bucket: str
+) -> None:
+    replay.set_faults([Fault(kind="empty", dates=["2020-04-03"])])
+    settings = load_settings(
+        {"API_URL": replay.url, "BUCKET_NAME": s3_bucket, "GLUE_DATABASE": "covid_test"}
+    )
+    assert settings.catalog_mode == "glue_partitions"
+    defs = build_definitions(settings)
+    first = catalog_metadata(backfill(defs, instance, "2020-04-01", "2020-04-05"))
+    assert (first["table_created"], first["partitions_created"], first["partitions"]) == (
+        True,
+        4,
+        4,
+    )
+    written = sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+    glue = boto3.client("glue")
+    assert registered_days(glue, "covid_test", "covid_daily_reports_usa") == written
+
+    second = catalog_metadata(backfill(defs, instance, "2020-04-01", "2020-04-05"))
+    assert (second["table_created"], second["partitions_created"], second["partitions"]) == (
+        False,
+        0,
+        4,
+    )
+    assert registered_days(glue, "covid_test", "covid_daily_reports_usa") == written

@@ -1,0 +1,54 @@
+"""`covid-pipeline query`: a table on stdout, clear errors on stderr, exit codes that say which."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from covid_pipeline.cli import format_table, main
+from covid_pipeline.replay import jhu
+from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
+
+
+def test_cli_query_prints_an_aligned_table(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("CATALOG_PATH", str(catalog))
+    sql = f"select date, count(*) as regions from {TABLE} group by date order by date limit 2"
+    assert main(["query", sql]) == 0
+    out, err = capsys.readouterr()
+    regions = [len(jhu.reports("USA", dt.date(2020, 4, day))) for day in (1, 2)]
+    assert out.splitlines() == [
+        "date        regions",
+        "----------  -------",
+        f"2020-04-01  {regions[0]:>7}",
+        f"2020-04-02  {regions[1]:>7}",
+    ]
+    assert "(2 rows in " in err
+
+
+def test_cli_query_reports_sql_errors_without_a_traceback(
+    catalog: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setenv("CATALOG_PATH", str(catalog))
+    assert main(["query", "select nope from nowhere"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("query failed: CatalogException:") and "nowhere" in err
+
+
+def test_cli_query_reports_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    monkeypatch.setenv("ISO_CODE", "USAA")
+    assert main(["query", "select 1"]) == 2
+    assert "ISO_CODE 'USAA' must be three letters" in capsys.readouterr().err
+
+
+def test_cli_table_formats_numbers_dates_and_nulls() -> None:
+    text = format_table(
+        ["d", "n", "x"], [(dt.date(2020, 4, 1), 1234567, None), (dt.date(2020, 4, 2), 0.05, "a")], 1
+    )
+    assert text.splitlines() == [
+        "d                   n  x",
+        "----------  ---------  ----",
+        "2020-04-01  1,234,567  NULL",
+        "... 1 more rows (--max-rows, or --csv for all)",
+    ]
