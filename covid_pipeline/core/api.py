@@ -88,6 +88,11 @@ class CovidApiClient:
         self._session.mount("https://", adapter)
         self._session.headers["User-Agent"] = "covid_pipeline/0.1 (python-requests)"
 
+    def reset_circuit(self) -> None:
+        """Forget earlier failures: a warm Lambda container must not inherit a tripped breaker."""
+        with self._lock:
+            self._failures_in_a_row = 0
+
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()

@@ -58,6 +58,7 @@ class Settings:
     crawler_timeout_s: float = 1800.0
     athena_workgroup: str = "primary"
     athena_output_location: str | None = None
+    max_days_per_invocation: int = 1143  # the Lambda refuses larger ranges up front
 
     def __post_init__(self) -> None:
         iso = self.iso_code.lower()
@@ -90,8 +91,13 @@ class Settings:
         return f"{self.storage_root}/"
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, *, required: tuple[str, ...] = ()
+) -> Settings:
     """Read and validate every setting from `env` (default: the process environment).
+
+    `required` names variables this entry point cannot do without (the Lambda needs
+    BUCKET_NAME); a missing one is reported with every other problem.
 
     Raises:
         ConfigError: listing every invalid variable with what to do about it.
@@ -102,6 +108,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     def get(name: str) -> str | None:
         value = env.get(name, "").strip()
         return value or None
+
+    problems += [f"{name} is required here but not set" for name in required if not get(name)]
 
     api_url = (get("API_URL") or DEFAULT_API_URL).rstrip("/")
     if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
@@ -155,6 +163,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         "HTTP_BACKOFF": (float, 0, 60, "http_backoff_s"),
         "CRAWLER_POLL_INTERVAL": (float, 0, 600, "crawler_poll_interval_s"),
         "CRAWLER_TIMEOUT": (float, 1, 86400, "crawler_timeout_s"),
+        "MAX_DAYS_PER_INVOCATION": (int, 1, 1143, "max_days_per_invocation"),
     }
     parsed: dict[str, float] = {}
     for name, (kind, low, high, attribute) in numbers.items():

@@ -31,3 +31,35 @@ def day_range(start: dt.date, end: dt.date) -> list[dt.date]:
     if end < start:
         raise ValueError(f"end {end} is before start {start}")
     return [start + dt.timedelta(days=n) for n in range((end - start).days + 1)]
+
+
+def parse_range(start: object, end: object, max_days: int | None = None) -> list[dt.date]:
+    """The days from `start` to `end` (YYYY-MM-DD strings, both included), validated together.
+
+    Raises:
+        ValueError: one message naming every problem: a missing or malformed date, a day
+            outside the data's range, an end before the start, or more than `max_days` days.
+    """
+    problems, days = [], {}
+    for name, value in (("start_date", start), ("end_date", end)):
+        if value is None or value == "":
+            problems.append(f"{name} is missing (expected YYYY-MM-DD)")
+        elif not isinstance(value, str):
+            problems.append(f"{name} must be a YYYY-MM-DD string, not {type(value).__name__}")
+        else:
+            try:
+                days[name] = parse_day(value, name)
+            except ValueError as error:
+                problems.append(str(error))
+    if len(days) == 2:
+        first, last = days["start_date"], days["end_date"]
+        if last < first:
+            problems.append(f"end_date {last} is before start_date {first}")
+        elif max_days is not None and (last - first).days + 1 > max_days:
+            problems.append(
+                f"{(last - first).days + 1} days is more than one invocation takes ({max_days}); "
+                "split the range"
+            )
+    if problems:
+        raise ValueError("; ".join(problems))
+    return day_range(days["start_date"], days["end_date"])

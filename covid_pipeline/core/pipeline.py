@@ -9,14 +9,15 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pyarrow as pa
 
 from covid_pipeline.core import transform
 from covid_pipeline.core.api import ApiError, CovidApiClient
-from covid_pipeline.core.storage import Store, WrittenFile, write_day
+from covid_pipeline.core.storage import Store, WrittenFile, write_day, write_day_via_file
 
 log = logging.getLogger(__name__)
 
@@ -147,3 +148,108 @@ def write_days(
     if failures:
         raise WriteError(results, failures)
     return results
+
+
+@dataclass
+class RangeReport:
+    """What a range backfill did, day by day, as the Lambda handler returns it."""
+
+    written: dict[str, WrittenFile] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    remaining: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict:
+        """A JSON-serialisable summary; `remaining` days were not started (deadline)."""
+        return {
+            "written": sorted(self.written),
+            "skipped": sorted(self.skipped),
+            "failed": dict(sorted(self.failed.items())),
+            "remaining": self.remaining,
+            "counts": {
+                "written": len(self.written),
+                "skipped": len(self.skipped),
+                "failed": len(self.failed),
+                "remaining": len(self.remaining),
+                "rows": sum(file.rows for file in self.written.values()),
+                "bytes": sum(file.bytes for file in self.written.values()),
+            },
+            "duration_s": round(self.duration_s, 3),
+        }
+
+
+TimeLeft = Callable[[], float]
+_MARGIN_S = 5.0  # kept free at the end for returning the answer
+_FIRST_DAY_ESTIMATE_S = 10.0  # until a day has been timed
+
+
+def backfill_range(
+    client: CovidApiClient,
+    store: Store,
+    prefix: str,
+    days: Iterable[dt.date],
+    *,
+    concurrency: int,
+    staging_dir: Path,
+    time_left_s: TimeLeft | None = None,
+    on_progress: ProgressCallback = log.info,
+) -> RangeReport:
+    """Fetch, transform and write each day as soon as it arrives, `concurrency` days at a time.
+
+    Unlike `fetch_days` + `write_days`, nothing accumulates: each day is written through a
+    file in `staging_dir` and dropped, so memory stays flat however long the range. With
+    `time_left_s`, no day is started unless the slowest day so far (times 1.5, plus a margin)
+    still fits; the days not started are returned as `remaining`, for the next invocation.
+    Failed days are reported with their cause and do not stop the others.
+    """
+    started = time.monotonic()
+    pending = [day.isoformat() for day in days]
+    pending.reverse()  # pop() from the end takes days in order
+    report = RangeReport()
+    progress = Progress("backfilled", len(pending), on_progress)
+    slowest_s = 0.0
+
+    def process(day: str) -> tuple[WrittenFile | None, float]:
+        began = time.monotonic()
+        table = fetch_day(client, dt.date.fromisoformat(day))
+        written = (
+            write_day_via_file(store, prefix, day, table, staging_dir) if table.num_rows else None
+        )
+        return written, time.monotonic() - began
+
+    def fits() -> bool:
+        if time_left_s is None:
+            return True
+        needed = (slowest_s * 1.5 if slowest_s else _FIRST_DAY_ESTIMATE_S) + _MARGIN_S
+        return time_left_s() >= needed
+
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="day") as pool:
+        in_flight: dict[Future, str] = {}
+        while pending or in_flight:
+            while pending and len(in_flight) < concurrency and fits():
+                day = pending.pop()
+                in_flight[pool.submit(process, day)] = day
+            if not in_flight:
+                break  # out of time: nothing running, nothing more will start
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                day = in_flight.pop(future)
+                try:
+                    written, took = future.result()
+                except (ApiError, transform.SchemaError) as error:
+                    report.failed[day] = str(error).removeprefix(f"{day}: ")
+                except Exception as error:  # storage errors: reported per day, like the rest
+                    report.failed[day] = f"{type(error).__name__}: {error}"
+                else:
+                    slowest_s = max(slowest_s, took)
+                    if written is None:
+                        report.skipped.append(day)
+                    else:
+                        report.written[day] = written
+                progress.tick()
+    report.remaining = sorted(pending)
+    report.duration_s = time.monotonic() - started
+    if report.remaining:
+        on_progress(f"out of time: {len(report.remaining)} days left for the next invocation")
+    return report

@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 FILE_NAME = "data.parquet"
+_CONTENT_TYPE = "application/vnd.apache.parquet"
 _DAY_FOLDER = re.compile(r"date=(\d{4}-\d{2}-\d{2})/" + re.escape(FILE_NAME) + "$")
 
 
@@ -64,6 +65,10 @@ class Store(Protocol):
         """Store `data` under `key` atomically, replacing what was there."""
         ...
 
+    def put_file(self, key: str, path: Path) -> None:
+        """Store the file at `path` under `key` atomically, replacing what was there."""
+        ...
+
     def get(self, key: str) -> bytes | None:
         """The bytes under `key`, or None when there is no such file."""
         ...
@@ -79,6 +84,25 @@ def write_day(store: Store, prefix: str, day: str, table: pa.Table) -> WrittenFi
     data = encode_parquet(table)
     store.put(key, data)
     return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=len(data))
+
+
+def write_day_via_file(
+    store: Store, prefix: str, day: str, table: pa.Table, staging_dir: Path
+) -> WrittenFile:
+    """Write one day's table to a local file first, upload it, then delete the file.
+
+    For Lambda, whose memory is precious and whose /tmp is not: only one encoded day per
+    worker ever exists, on disk, and only until it is uploaded.
+    """
+    key = partition_key(prefix, day)
+    path = staging_dir / f"{day}.parquet"
+    try:
+        pq.write_table(table, path, compression="snappy")
+        size = path.stat().st_size
+        store.put_file(key, path)
+    finally:
+        path.unlink(missing_ok=True)
+    return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=size)
 
 
 def read_day(store: Store, prefix: str, day: str) -> pa.Table | None:
@@ -111,6 +135,9 @@ class LocalStore:
             Path(temporary).unlink(missing_ok=True)
             raise
 
+    def put_file(self, key: str, path: Path) -> None:  # noqa: D102
+        self.put(key, path.read_bytes())
+
     def get(self, key: str) -> bytes | None:  # noqa: D102
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
@@ -135,8 +162,12 @@ class S3Store:
 
     def put(self, key: str, data: bytes) -> None:  # noqa: D102
         # A single PUT of the whole body: S3 makes the object visible only once it is complete.
-        self.client.put_object(
-            Bucket=self.bucket, Key=key, Body=data, ContentType="application/vnd.apache.parquet"
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=_CONTENT_TYPE)
+
+    def put_file(self, key: str, path: Path) -> None:  # noqa: D102
+        # upload_file switches to multipart above 8 MB; S3 shows the object only once complete.
+        self.client.upload_file(
+            str(path), self.bucket, key, ExtraArgs={"ContentType": _CONTENT_TYPE}
         )
 
     def get(self, key: str) -> bytes | None:  # noqa: D102

@@ -1,0 +1,97 @@
+"""AWS Lambda entry point: backfill {"start_date", "end_date"} into s3://BUCKET_NAME/PREFIX/.
+
+A thin adapter over the core, which imports nothing of Dagster: validate the event, run the
+range backfill (each day written to /tmp, uploaded, deleted), return what happened. Settings,
+the S3 client and the HTTP session are built once per cold start and reused while warm.
+"""
+
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Protocol
+
+import boto3
+
+from covid_pipeline.core import pipeline, storage
+from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+from covid_pipeline.core.config import ConfigError, Settings, load_settings
+from covid_pipeline.core.dates import parse_range
+
+logging.getLogger().setLevel(logging.INFO)  # the runtime's handler prints to CloudWatch
+log = logging.getLogger(__name__)
+
+_STOP_BEFORE_DEADLINE_S = 10.0  # what returning the answer and the runtime need
+
+
+class LambdaContext(Protocol):
+    """The part of the Lambda context object the handler uses."""
+
+    def get_remaining_time_in_millis(self) -> int: ...  # noqa: D102
+
+
+class InvalidEventError(ValueError):
+    """The event is not {"start_date": "YYYY-MM-DD", "end_date": "YYYY-MM-DD"}."""
+
+
+def _cold_start() -> tuple[Settings | None, str | None]:
+    try:
+        return load_settings(required=("BUCKET_NAME",)), None
+    except ConfigError as error:
+        return None, str(error)  # reported by every invocation until the configuration is fixed
+
+
+SETTINGS, SETTINGS_ERROR = _cold_start()
+S3 = boto3.client("s3") if SETTINGS else None
+API = (
+    CovidApiClient(
+        SETTINGS.api_url,
+        SETTINGS.iso_code,
+        connect_timeout_s=SETTINGS.http_connect_timeout_s,
+        read_timeout_s=SETTINGS.http_read_timeout_s,
+        retry=RetryPolicy(max_retries=SETTINGS.http_max_retries, backoff_s=SETTINGS.http_backoff_s),
+        pool_size=SETTINGS.fetch_concurrency,
+    )
+    if SETTINGS
+    else None
+)
+
+
+def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Backfill the event's date range; return days written, skipped, failed and remaining.
+
+    Raises:
+        InvalidEventError: naming every problem with the event, before anything is written.
+        ConfigError: naming every missing or invalid environment variable.
+    """
+    if SETTINGS is None or S3 is None or API is None:
+        raise ConfigError(SETTINGS_ERROR)
+    if not isinstance(event, dict):
+        raise InvalidEventError(f"the event must be a JSON object, not {type(event).__name__}")
+    try:
+        # Larger ranges are refused up front (MAX_DAYS_PER_INVOCATION); slow days are covered
+        # by the deadline check, which returns what it could not start.
+        days = parse_range(
+            event.get("start_date"), event.get("end_date"), SETTINGS.max_days_per_invocation
+        )
+    except ValueError as error:
+        raise InvalidEventError(f"invalid event: {error}") from None
+    API.reset_circuit()
+    log.info(
+        "backfilling %s %s..%s into %s", SETTINGS.iso_code, days[0], days[-1], SETTINGS.storage_root
+    )
+    with tempfile.TemporaryDirectory(prefix="covid-") as staging:  # under /tmp in Lambda
+        report = pipeline.backfill_range(
+            API,
+            storage.S3Store(SETTINGS.bucket_name, S3),  # type: ignore[arg-type]
+            SETTINGS.prefix,
+            days,
+            concurrency=SETTINGS.fetch_concurrency,
+            staging_dir=Path(staging),
+            time_left_s=lambda: (
+                context.get_remaining_time_in_millis() / 1000 - _STOP_BEFORE_DEADLINE_S
+            ),
+            on_progress=log.info,
+        )
+    answer = report.to_json()
+    log.info("done: %s", answer["counts"])
+    return answer

@@ -1,0 +1,188 @@
+"""The Lambda handler, called as the runtime calls it, against the replay API and moto's S3.
+
+The Lambda service itself cannot run here: the context is a fake with the real method the
+handler uses (`get_remaining_time_in_millis`), as in Powertools' examples.
+"""
+
+import importlib
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from types import ModuleType
+
+import dagster as dg
+import pytest
+
+from covid_pipeline.core.config import ConfigError, load_settings
+from covid_pipeline.definitions import build_definitions
+from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import s3_keys
+
+
+@dataclass
+class FakeContext:
+    """A LambdaContext whose remaining time follows a script: one value per call, then the last."""
+
+    remaining_ms: list[int] = field(default_factory=lambda: [900_000])
+    function_name: str = "covid-daily-reports-backfill"
+    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    calls: int = 0
+
+    def get_remaining_time_in_millis(self) -> int:
+        value = self.remaining_ms[min(self.calls, len(self.remaining_ms) - 1)]
+        self.calls += 1
+        return value
+
+
+@pytest.fixture
+def lambda_env(replay: ReplayServer, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    for name, value in {
+        "BUCKET_NAME": s3_bucket, "API_URL": replay.url, "ISO_CODE": "USA",
+        "PREFIX": "lambda/usa", "FETCH_CONCURRENCY": "2", "HTTP_BACKOFF": "0",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    return s3_bucket
+
+
+@pytest.fixture
+def handler_module(lambda_env: str) -> Iterator[ModuleType]:
+    """The handler module as a cold start builds it from the environment."""
+    import covid_pipeline.lambda_handler as module
+
+    yield importlib.reload(module)
+
+
+def days_in(bucket: str, prefix: str) -> list[str]:
+    return sorted(key.split("date=")[1][:10] for key in s3_keys(bucket) if key.startswith(prefix))
+
+
+def test_lambda_handler_writes_a_month_as_the_dagster_asset_does(
+    handler_module: ModuleType, lambda_env: str, replay: ReplayServer
+) -> None:
+    replay.set_faults([Fault(kind="empty", dates=["2021-01-20"])])
+    answer = handler_module.handler(
+        {"start_date": "2021-01-01", "end_date": "2021-01-31"}, FakeContext()
+    )
+    assert answer["counts"] | {"rows": 0, "bytes": 0} == {
+        "written": 30, "skipped": 1, "failed": 0, "remaining": 0, "rows": 0, "bytes": 0,
+    }  # fmt: skip
+    assert answer["skipped"] == ["2021-01-20"] and answer["remaining"] == []
+
+    # The same month through the Dagster asset, into a second prefix of the same bucket.
+    settings = load_settings(
+        {"API_URL": replay.url, "BUCKET_NAME": lambda_env, "PREFIX": "dagster/usa"}
+    )
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        assert dg.materialize(
+            defs.assets,  # type: ignore[arg-type]
+            selection=[dg.AssetKey("covid_daily_reports")],
+            resources=defs.resources,
+            instance=instance,
+            tags={
+                "dagster/asset_partition_range_start": "2021-01-01",
+                "dagster/asset_partition_range_end": "2021-01-31",
+            },
+        ).success
+    keys = s3_keys(lambda_env)
+    lambda_days = days_in(lambda_env, "lambda/")
+    assert lambda_days == days_in(lambda_env, "dagster/") and len(lambda_days) == 30
+    for day in lambda_days:  # byte for byte: the same ETag
+        suffix = f"/usa/date={day}/data.parquet"
+        assert keys[f"lambda{suffix}"] == keys[f"dagster{suffix}"], day
+
+
+def test_lambda_handler_returns_remaining_days_at_its_deadline(
+    handler_module: ModuleType, lambda_env: str, replay: ReplayServer
+) -> None:
+    # Plenty of time for the first three checks, then 1 second: three days start, seven wait.
+    context = FakeContext(remaining_ms=[900_000, 900_000, 900_000, 1_000])
+    first = handler_module.handler({"start_date": "2021-01-01", "end_date": "2021-01-10"}, context)
+    assert first["written"] == ["2021-01-01", "2021-01-02", "2021-01-03"]
+    assert first["remaining"] == [f"2021-01-{day:02d}" for day in range(4, 11)]
+    assert days_in(lambda_env, "lambda/") == first["written"]  # nothing half-written
+
+    event = {"start_date": first["remaining"][0], "end_date": first["remaining"][-1]}
+    second = handler_module.handler(event, FakeContext())
+    assert second["remaining"] == [] and len(second["written"]) == 7
+    assert days_in(lambda_env, "lambda/") == [f"2021-01-{day:02d}" for day in range(1, 11)]
+    assert replay.stats()["max_requests_per_day"] == 1  # no day fetched twice
+
+
+def test_lambda_handler_reports_failed_days_and_keeps_the_others(
+    handler_module: ModuleType, lambda_env: str, replay: ReplayServer
+) -> None:
+    replay.set_faults([Fault(kind="drop_field", field="deaths", dates=["2021-01-02"])])
+    answer = handler_module.handler(
+        {"start_date": "2021-01-01", "end_date": "2021-01-03"}, FakeContext()
+    )
+    assert answer["written"] == ["2021-01-01", "2021-01-03"]
+    assert answer["failed"] == {"2021-01-02": "record 0 (Alabama): missing required field 'deaths'"}
+
+
+@pytest.mark.parametrize(
+    ("event", "message"),
+    [
+        ({}, "start_date is missing .*; end_date is missing"),
+        ({"start_date": "2021-01-01"}, "end_date is missing"),
+        (
+            {"start_date": "2021/01/01", "end_date": "2021-01-02"},
+            "'2021/01/01' is not a YYYY-MM-DD",
+        ),
+        ({"start_date": "2021-01-05", "end_date": "2021-01-01"}, "end_date 2021-01-01 is before"),
+        (
+            {"start_date": "2019-12-31", "end_date": "2023-03-10"},
+            "2019-12-31 is outside .*2023-03-10 is outside",
+        ),
+        (
+            {"start_date": 20210101, "end_date": "2021-01-02"},
+            "start_date must be a YYYY-MM-DD string",
+        ),
+        (
+            {"start_date": "2020-01-22", "end_date": "2020-12-31"},
+            "345 days is more than one invocation takes \\(100\\)",
+        ),
+        ([], "must be a JSON object"),
+    ],
+)
+def test_lambda_handler_refuses_bad_events_before_writing(
+    handler_module: ModuleType, lambda_env: str, replay: ReplayServer,
+    monkeypatch: pytest.MonkeyPatch, event: object, message: str,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("MAX_DAYS_PER_INVOCATION", "100")
+    module = importlib.reload(handler_module)
+    with pytest.raises(module.InvalidEventError, match=message):
+        module.handler(event, FakeContext())
+    assert s3_keys(lambda_env) == {} and replay.stats()["requests"] == 0
+
+
+def test_lambda_handler_names_every_bad_environment_variable(
+    handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("BUCKET_NAME")
+    monkeypatch.setenv("ISO_CODE", "U.S.")
+    module = importlib.reload(handler_module)
+    with pytest.raises(ConfigError) as error:
+        module.handler({"start_date": "2021-01-01", "end_date": "2021-01-01"}, FakeContext())
+    assert "BUCKET_NAME is required" in str(error.value) and "ISO_CODE 'U.S.'" in str(error.value)
+
+
+def test_lambda_handler_reuses_its_clients_and_resets_the_breaker_when_warm(
+    handler_module: ModuleType,
+) -> None:
+    s3, api = handler_module.S3, handler_module.API
+    api._failures_in_a_row = 10_000  # as an earlier invocation against a dead API would leave it
+    event = {"start_date": "2021-01-01", "end_date": "2021-01-01"}
+    assert handler_module.handler(event, FakeContext())["written"] == ["2021-01-01"]
+    assert handler_module.handler(event, FakeContext())["written"] == ["2021-01-01"]
+    assert handler_module.S3 is s3 and handler_module.API is api
+
+
+def test_lambda_handler_imports_nothing_the_lambda_does_not_need(lambda_env: str) -> None:
+    code = (
+        "import sys, covid_pipeline.lambda_handler;"
+        "loaded = {'dagster', 'pandas', 'duckdb', 'dagster_aws'} & set(sys.modules);"
+        "assert not loaded, loaded"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
