@@ -109,6 +109,7 @@ def fetch_days(
                 outcome.failures[day] = str(error).removeprefix(f"{day}: ")
                 outcome.transient = False
             progress.tick()
+    outcome.tables = dict(sorted(outcome.tables.items()))  # in day order, however they arrived
     return outcome
 
 
@@ -145,6 +146,7 @@ def write_days(
             except Exception as error:  # any storage error: all are reported together, below
                 failures[day] = f"{type(error).__name__}: {error}"
             progress.tick()
+    results = dict(sorted(results.items()))  # in day order, however the writes finished
     if failures:
         raise WriteError(results, failures)
     return results
