@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev replay test test-fast lint fmt infra-check clean
+.PHONY: install demo dev replay test test-fast lint fmt infra-check lambda-package clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ lint: install
 fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+lambda-package: install  ## dist/lambda.zip for python3.12 x86_64; fails over Lambda's size limit
+	$(PY) scripts/build_lambda.py --out dist/lambda.zip
 
 # SAM -> CloudFormation, then cfn-lint and checkov, offline, in a venv of their own.
 infra-check: .venv-infra/.installed

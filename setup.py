@@ -4,8 +4,8 @@ from setuptools import find_packages, setup
 
 # The Dagster set must match: dagster 1.X.Y pairs with libraries 0.(X+16).Y.
 DAGSTER = ["dagster==1.13.27", "dagster-aws==0.29.27", "dagster-webserver==1.13.27"]
-# What the Dagster-free core needs: the Lambda package (see the README) ships only these.
-CORE = ["pandas==3.1.1", "pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8"]
+# What the Lambda handler needs: the `lambda` extra, which `make lambda-package` ships.
+LAMBDA = ["pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8"]
 
 setup(
     name="covid_pipeline",
@@ -16,7 +16,7 @@ setup(
     package_data={"covid_pipeline.replay": ["jhu/*.csv", "jhu/*.md", "jhu/*/*.csv"]},
     python_requires=">=3.10",
     # DuckDB is the embedded local catalog and query engine (no server, reads Parquet directly).
-    install_requires=[*DAGSTER, *CORE, "duckdb==2.0.1"],
+    install_requires=[*DAGSTER, *LAMBDA, "pandas==3.1.1", "duckdb==2.0.1"],
     entry_points={"console_scripts": ["covid-pipeline=covid_pipeline.cli:main"]},
     extras_require={
         "dev": [
@@ -26,6 +26,6 @@ setup(
             "pyparsing==3.3.3",  # moto's Glue needs it
             "ruff==0.17.6",
         ],
-        "lambda": CORE,
+        "lambda": LAMBDA,
     },
 )

@@ -69,9 +69,15 @@ def test_lambda_handler_writes_a_month_as_the_dagster_asset_does(
     }  # fmt: skip
     assert answer["skipped"] == ["2021-01-20"] and answer["remaining"] == []
 
-    # The same month through the Dagster asset, into a second prefix of the same bucket.
+    assert_same_objects_as_the_dagster_asset(replay, lambda_env, "lambda", 30)
+
+
+def assert_same_objects_as_the_dagster_asset(
+    replay: ReplayServer, bucket: str, prefix: str, days: int
+) -> None:
+    """Run the Dagster asset over January 2021 into dagster/usa; compare with <prefix>/usa."""
     settings = load_settings(
-        {"API_URL": replay.url, "BUCKET_NAME": lambda_env, "PREFIX": "dagster/usa"}
+        {"API_URL": replay.url, "BUCKET_NAME": bucket, "PREFIX": "dagster/usa"}
     )
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
@@ -85,12 +91,12 @@ def test_lambda_handler_writes_a_month_as_the_dagster_asset_does(
                 "dagster/asset_partition_range_end": "2021-01-31",
             },
         ).success
-    keys = s3_keys(lambda_env)
-    lambda_days = days_in(lambda_env, "lambda/")
-    assert lambda_days == days_in(lambda_env, "dagster/") and len(lambda_days) == 30
-    for day in lambda_days:  # byte for byte: the same ETag
+    keys = s3_keys(bucket)
+    ours = days_in(bucket, f"{prefix}/")
+    assert ours == days_in(bucket, "dagster/") and len(ours) == days
+    for day in ours:  # byte for byte: the same ETag, so the same schema and rows
         suffix = f"/usa/date={day}/data.parquet"
-        assert keys[f"lambda{suffix}"] == keys[f"dagster{suffix}"], day
+        assert keys[f"{prefix}{suffix}"] == keys[f"dagster{suffix}"], day
 
 
 def test_lambda_handler_returns_remaining_days_at_its_deadline(

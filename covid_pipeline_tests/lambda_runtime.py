@@ -1,0 +1,152 @@
+"""A local Lambda Runtime API on 127.0.0.1, driving the real runtime client (awslambdaric).
+
+The Lambda service cannot run here, but its Runtime API is a small documented HTTP contract
+(https://docs.aws.amazon.com/lambda/latest/dg/runtimes-api.html): the runtime client long-polls
+`GET /2018-06-01/runtime/invocation/next` for an event and posts the handler's answer to
+`.../invocation/{id}/response` or `.../invocation/{id}/error`. `LambdaRuntime` serves it and runs
+the packaged function in its own process, with the interpreter and environment given.
+"""
+
+import json
+import os
+import queue
+import subprocess
+import threading
+import time
+import uuid
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+_PREFIX = "/2018-06-01/runtime"
+
+
+class LambdaRuntime:
+    """The Runtime API plus one function process; `invoke` sends an event and waits."""
+
+    def __init__(self, python: str, task_root: Path, handler: str, env: dict[str, str]) -> None:
+        self._events: queue.Queue[tuple[str, bytes, int]] = queue.Queue()
+        self._results: dict[str, tuple[str, Any]] = {}
+        self._done = threading.Condition()
+        self.init_error: Any = None
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._httpd.daemon_threads = True
+        self._httpd.runtime = self  # type: ignore[attr-defined]
+        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
+        host, port = self._httpd.server_address[:2]
+        self.log_path = task_root.parent / "function.log"
+        self._log = self.log_path.open("w")
+        self.process = subprocess.Popen(
+            # -S: no site-packages, as in Lambda only the package's own tree is importable.
+            [python, "-S", "-m", "awslambdaric", handler],
+            cwd=task_root,
+            env={
+                **env,
+                "AWS_LAMBDA_RUNTIME_API": f"{host}:{port}",
+                "LAMBDA_TASK_ROOT": str(task_root),
+                "_HANDLER": handler,
+                "AWS_LAMBDA_FUNCTION_NAME": "covid-daily-reports-backfill",
+                "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": "1769",
+                "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+            },
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def invoke(
+        self, event: Any, timeout_s: float = 120.0, deadline_s: float = 900.0
+    ) -> tuple[str, Any]:
+        """Send `event`; return ("response", answer) or ("error", error document)."""
+        request_id = str(uuid.uuid4())
+        deadline_ms = int((time.time() + deadline_s) * 1000)
+        self._events.put((request_id, json.dumps(event).encode(), deadline_ms))
+        give_up = time.monotonic() + timeout_s
+        with self._done:
+            while request_id not in self._results and time.monotonic() < give_up:
+                if self.init_error is not None or self.process.poll() is not None:
+                    break  # the function cannot answer: say why below
+                self._done.wait(timeout=0.2)
+            if request_id in self._results:
+                return self._results.pop(request_id)
+        raise AssertionError(
+            f"no answer (init error {self.init_error}, exit code {self.process.poll()}):\n"
+            f"{self.log_path.read_text()[-4000:]}"
+        )
+
+    def stop(self) -> None:
+        """Stop the function process and the server."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._log.close()
+
+    def _record(self, request_id: str, kind: str, body: Any) -> None:
+        with self._done:
+            self._results[request_id] = (kind, body)
+            self._done.notify_all()
+
+    def _record_init_error(self, body: Any) -> None:
+        with self._done:
+            self.init_error = body
+            self._done.notify_all()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    @property
+    def runtime(self) -> LambdaRuntime:
+        return self.server.runtime  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        if self.path != f"{_PREFIX}/invocation/next":
+            self._answer(404, b"{}")
+            return
+        request_id, body, deadline_ms = self.runtime._events.get()  # long poll, as Lambda does
+        self._answer(
+            200,
+            body,
+            {
+                "Lambda-Runtime-Aws-Request-Id": request_id,
+                "Lambda-Runtime-Deadline-Ms": str(deadline_ms),
+                "Lambda-Runtime-Invoked-Function-Arn": (
+                    "arn:aws:lambda:us-east-1:123456789012:function:covid-daily-reports-backfill"
+                ),
+                "Lambda-Runtime-Trace-Id": "Root=1-5bef4de7-ad49b0e87f6ef6c87fc2e700;Sampled=0",
+            },
+        )
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        document = json.loads(body) if body else None
+        parts = self.path.removeprefix(_PREFIX).strip("/").split("/")
+        if parts == ["init", "error"]:
+            self.runtime._record_init_error(document)
+        elif len(parts) == 3 and parts[0] == "invocation" and parts[2] in ("response", "error"):
+            self.runtime._record(parts[1], parts[2], document)
+        else:
+            self._answer(404, b"{}")
+            return
+        self._answer(202, b'{"status": "OK"}')
+
+    def _answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def clean_environment() -> dict[str, str]:
+    """A minimal environment, as Lambda gives a function: no PYTHONPATH, no virtualenv."""
+    keep = ("PATH", "HOME", "LANG", "TZ")
+    return {name: os.environ[name] for name in keep if name in os.environ}
