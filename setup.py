@@ -5,7 +5,8 @@ from setuptools import find_packages, setup
 # The Dagster set must match: dagster 1.X.Y pairs with libraries 0.(X+16).Y.
 DAGSTER = ["dagster==1.13.27", "dagster-aws==0.29.27", "dagster-webserver==1.13.27"]
 # What the Lambda handler needs: the `lambda` extra, which `make lambda-package` ships.
-LAMBDA = ["pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8"]
+# dagster-pipes (no dependencies) reports to Dagster when the fan-out mode invokes the function.
+LAMBDA = ["pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8", "dagster-pipes==1.13.27"]
 
 setup(
     name="covid_pipeline",

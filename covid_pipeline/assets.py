@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from covid_pipeline.core import checks, pipeline
+from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CatalogResource, CovidApiResource
 
@@ -31,14 +32,19 @@ _CHECKS = {
     check_specs=[dg.AssetCheckSpec(name, asset=_DAILY) for name in _CHECKS],
 )
 def covid_daily_reports(
-    context: dg.AssetExecutionContext, covid_api: CovidApiResource
-) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    context: dg.AssetExecutionContext,
+    covid_api: CovidApiResource,
+    lambda_fanout: LambdaFanoutResource,
+) -> Iterator[dg.Output | dg.MaterializeResult | dg.AssetCheckResult]:
     """Daily COVID-19 reports for one country: a row per region (province or country) per day.
 
     From the COVID-19 Statistics API (https://covid-api.com/api, `GET /reports?date=&iso=`),
     with US counties nested as `cities`. Re-running a day replaces its file, so backfills are
     idempotent; a day the API has no data for is skipped (no file) and its metadata says so.
     """
+    if lambda_fanout.enabled:
+        yield from _run_in_lambda(context, lambda_fanout, covid_api.iso_code)
+        return
     days = [dt.date.fromisoformat(key) for key in context.partition_keys]
     context.log.info(
         f"fetching {len(days)} days of {covid_api.iso_code} from {covid_api.api_url} "
@@ -61,13 +67,46 @@ def covid_daily_reports(
             allow_retries=outcome.transient,  # a schema problem will not pass on a retry
         )
     yield dg.Output(outcome.tables)
-    tables = outcome.tables
-    for result in (
-        checks.schema_as_documented(tables),
-        checks.cumulative_counts_non_negative(tables),
-        checks.names_present(tables, covid_api.iso_code),
-        checks.row_count_steady(tables),
-    ):
+    yield from _check_results(checks.run_all(outcome.tables, covid_api.iso_code))
+
+
+def _run_in_lambda(
+    context: dg.AssetExecutionContext, lambda_fanout: LambdaFanoutResource, iso_code: str
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    """The opt-in fan-out: the Lambda writes the files; the run records what it reported."""
+    days = list(context.partition_keys)
+    outcome = run_in_lambda(context, lambda_fanout, days)
+    for day, (uri, rows, size) in outcome.written.items():
+        metadata = {"dagster/row_count": rows, "dagster/uri": uri, "size_bytes": size}
+        context.add_asset_metadata({**metadata, "skipped": False}, partition_key=day)
+    for day in outcome.skipped:
+        context.add_asset_metadata(
+            {"dagster/row_count": 0, "skipped": True, "skip_reason": "the API had no data"},
+            partition_key=day,
+        )
+    if outcome.failed:
+        raise dg.Failure(
+            description=f"{len(outcome.failed)} of {len(days)} days failed in Lambda:\n"
+            + "\n".join(f"  {day}: {cause}" for day, cause in sorted(outcome.failed.items()))
+            + f"\nThe other {len(outcome.written)} days were written, each file whole. Re-run "
+            "the same range once the cause is fixed: days are overwritten, never duplicated.",
+            metadata={"failed_days": sorted(outcome.failed), "written_days": len(outcome.written)},
+            allow_retries=False,
+        )
+    yield dg.MaterializeResult(
+        metadata={
+            "execution": "lambda",
+            "invocations": outcome.invocations,
+            "run_days_written": len(outcome.written),
+            "run_days_skipped": len(outcome.skipped),
+        }
+    )
+    rows = {day: 0 for day in outcome.skipped} | {d: w[1] for d, w in outcome.written.items()}
+    yield from _check_results(checks.merge(outcome.check_failures, rows, iso_code))
+
+
+def _check_results(outcomes: list[checks.CheckOutcome]) -> Iterator[dg.AssetCheckResult]:
+    for result in outcomes:
         yield dg.AssetCheckResult(
             check_name=result.name,
             passed=result.passed,

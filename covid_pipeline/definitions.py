@@ -9,6 +9,7 @@ from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.assets import build_catalog_asset, covid_daily_reports
 from covid_pipeline.core.config import Settings, load_settings
+from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.resources import (
     CatalogResource,
@@ -45,6 +46,12 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 s3=s3,
             ),
             "catalog": _catalog(settings, s3),
+            "lambda_fanout": LambdaFanoutResource(
+                enabled=settings.execution_mode == "lambda",
+                function_name=settings.lambda_function_name or "",
+                chunk_days=settings.lambda_chunk_days,
+                parallelism=settings.lambda_parallelism,
+            ),
         },
     )
 

@@ -101,6 +101,14 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root / "catalog.duckdb"
 
 
+@pytest.fixture(scope="session")
+def function_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dist/lambda.zip built and unpacked into an empty folder, the runtime client beside it."""
+    from covid_pipeline_tests.lambda_runtime import build_function_root
+
+    return build_function_root(tmp_path_factory.mktemp("lambda"))
+
+
 def s3_keys(bucket: str) -> dict[str, str]:
     """Every key in the bucket with its ETag."""
     paginator = boto3.client("s3").get_paginator("list_objects_v2")

@@ -7,16 +7,26 @@ The Lambda service cannot run here, but its Runtime API is a small documented HT
 the packaged function in its own process, with the interpreter and environment given.
 """
 
+import base64
+import glob
+import io
 import json
 import os
 import queue
+import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
+import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+
+import pytest
+
+from covid_pipeline_tests.conftest import PROJECT_ROOT
 
 _PREFIX = "/2018-06-01/runtime"
 
@@ -34,7 +44,8 @@ class LambdaRuntime:
         self._httpd.runtime = self  # type: ignore[attr-defined]
         threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
         host, port = self._httpd.server_address[:2]
-        self.log_path = task_root.parent / "function.log"
+        # One log per container: containers run at once, and each invocation's tail is its own.
+        self.log_path = task_root.parent / f"function-{uuid.uuid4().hex[:8]}.log"
         self._log = self.log_path.open("w")
         self.process = subprocess.Popen(
             # -S: no site-packages, as in Lambda only the package's own tree is importable.
@@ -146,7 +157,106 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def clean_environment() -> dict[str, str]:
-    """A minimal environment, as Lambda gives a function: no PYTHONPATH, no virtualenv."""
-    keep = ("PATH", "HOME", "LANG", "TZ")
-    return {name: os.environ[name] for name in keep if name in os.environ}
+AWSLAMBDARIC = "awslambdaric==4.2.2"  # what AWS's python3.12 runtime runs; for the target only
+LOG_TAIL_BYTES = 4096  # Invoke's LogResult: the last 4 KB of the invocation's log
+
+
+def python312() -> str:
+    """A real Python 3.12 (pyenv's shims answer to the name but may not run it)."""
+    candidates = sorted(glob.glob("/root/.pyenv/versions/3.12*/bin/python3.12"))
+    candidates += [found] if (found := shutil.which("python3.12")) else []
+    for candidate in candidates:
+        version = subprocess.run([candidate, "--version"], capture_output=True, text=True)
+        if version.returncode == 0 and version.stdout.startswith("Python 3.12"):
+            return candidate
+    pytest.skip("no Python 3.12 on this machine: the packaged handler needs the Lambda runtime's")
+
+
+def build_function_root(build: Path) -> Path:
+    """Build the zip and unpack it into an empty folder, the runtime client beside it.
+
+    As Lambda unpacks a function into /var/task, with its runtime client in /var/runtime.
+    """
+    zip_path = build / "lambda.zip"
+    script = PROJECT_ROOT / "scripts" / "build_lambda.py"
+    subprocess.run([sys.executable, str(script), "--out", str(zip_path)], check=True)
+    task = build / "task"
+    with zipfile.ZipFile(zip_path) as archive:
+        archive.extractall(task)
+    subprocess.run(
+        [
+            sys.executable, "-m", "pip", "install", "--quiet", "--target", str(build / "runtime"),
+            "--only-binary=:all:", "--implementation", "cp", "--python-version", "3.12",
+            "--platform", "manylinux2014_x86_64", AWSLAMBDARIC,
+        ],
+        check=True,
+    )  # fmt: skip
+    return task
+
+
+def function_environment(
+    task: Path, api_url: str, bucket: str, prefix: str, aws_endpoint: str
+) -> dict[str, str]:
+    """The function's environment as the template sets it, and nothing of this machine's."""
+    keep = {name: os.environ[name] for name in ("PATH", "HOME", "LANG", "TZ") if name in os.environ}
+    return {
+        **keep,
+        "PYTHONPATH": f"{task}:{task.parent / 'runtime'}",
+        "BUCKET_NAME": bucket, "API_URL": api_url, "ISO_CODE": "USA", "PREFIX": prefix,
+        "FETCH_CONCURRENCY": "4", "HTTP_BACKOFF": "0",
+        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": aws_endpoint,
+    }  # fmt: skip
+
+
+class LocalLambdaClient:
+    """Lambda's Invoke contract (RequestResponse) over local runtimes: one process per container.
+
+    Answers like boto3's `lambda` client: `Payload` (a readable body), `StatusCode`,
+    `FunctionError` ("Unhandled") when the handler raised, and with LogType="Tail" a
+    base64 `LogResult` holding the last 4 KB of the invocation's log, END and REPORT lines last.
+    Concurrent invocations go to idle containers, so a container is reused warm, as in Lambda.
+    """
+
+    def __init__(self, runtimes: list[LambdaRuntime]) -> None:
+        self._idle: queue.Queue[LambdaRuntime] = queue.Queue()
+        for runtime in runtimes:
+            self._idle.put(runtime)
+        self.invocations: dict[int, int] = {}  # container pid -> invocations served
+
+    def invoke(
+        self,
+        FunctionName: str,
+        Payload: str | bytes,
+        InvocationType: str = "RequestResponse",
+        LogType: str = "None",
+        **_: Any,
+    ) -> dict[str, Any]:
+        """Run one invocation in an idle container."""
+        assert InvocationType == "RequestResponse", "only synchronous invocations are modelled"
+        runtime = self._idle.get()
+        try:
+            start = runtime.log_path.stat().st_size
+            began = time.monotonic()
+            kind, body = runtime.invoke(json.loads(Payload))
+            took_ms = (time.monotonic() - began) * 1000
+            log = runtime.log_path.read_bytes()[start:]
+            self.invocations[runtime.process.pid] = self.invocations.get(runtime.process.pid, 0) + 1
+        finally:
+            self._idle.put(runtime)
+        request_id = str(uuid.uuid4())
+        log += (
+            f"END RequestId: {request_id}\nREPORT RequestId: {request_id}\t"
+            f"Duration: {took_ms:.2f} ms\tBilled Duration: {took_ms:.0f} ms\t"
+            "Memory Size: 1769 MB\n"
+        ).encode()
+        response: dict[str, Any] = {
+            "StatusCode": 200,
+            "ExecutedVersion": "$LATEST",
+            "Payload": io.BytesIO(json.dumps(body).encode()),
+        }
+        if LogType == "Tail":
+            response["LogResult"] = base64.b64encode(log[-LOG_TAIL_BYTES:]).decode()
+        if kind == "error":
+            response["FunctionError"] = "Unhandled"
+        return response

@@ -21,7 +21,7 @@ def test_checks_pass_on_real_data() -> None:
         checks.schema_as_documented(tables),
         checks.cumulative_counts_non_negative(tables),
         checks.names_present(tables, "CAN"),
-        checks.row_count_steady(tables),
+        checks.row_count_steady({day: table.num_rows for day, table in tables.items()}),
     ):
         assert outcome.passed, outcome
         assert outcome.checked_days == 2
@@ -53,7 +53,5 @@ def test_checks_find_schema_drift() -> None:
 
 
 def test_checks_flag_a_jump_in_row_count_but_not_skipped_days() -> None:
-    full, few = canada(), canada().slice(0, 3)
-    tables = {"2020-04-14": full, "2020-04-15": full.slice(0, 0), "2020-04-16": few}
-    outcome = checks.row_count_steady(tables)
+    outcome = checks.row_count_steady({"2020-04-14": 14, "2020-04-15": 0, "2020-04-16": 3})
     assert outcome.failing_days == {"2020-04-16": "3 rows against 14 on 2020-04-14"}

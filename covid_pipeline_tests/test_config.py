@@ -128,3 +128,17 @@ def test_config_refuses_catalog_settings_that_cannot_work(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"EXECUTION_MODE": "lambda", "BUCKET_NAME": "lake"}, "needs LAMBDA_FUNCTION_NAME"),
+        ({"EXECUTION_MODE": "lambda", "LAMBDA_FUNCTION_NAME": "f"}, "needs BUCKET_NAME"),
+        ({"EXECUTION_MODE": "k8s"}, "EXECUTION_MODE 'k8s' must be local or lambda"),
+        ({"LAMBDA_CHUNK_DAYS": "90"}, "LAMBDA_CHUNK_DAYS 90 must be between 1 and 60"),
+    ],
+)
+def test_config_refuses_fanout_settings_that_cannot_work(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load_settings(env)

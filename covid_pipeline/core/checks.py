@@ -71,7 +71,7 @@ def names_present(tables: Tables, iso_code: str) -> CheckOutcome:
     )
 
 
-def row_count_steady(tables: Tables, max_change: float = 0.5) -> CheckOutcome:
+def row_count_steady(rows_by_day: Mapping[str, int], max_change: float = 0.5) -> CheckOutcome:
     """A day's row count is within `max_change` of the previous day's that had rows.
 
     Regions rarely appear or vanish; a jump usually means the source changed its granularity
@@ -79,8 +79,8 @@ def row_count_steady(tables: Tables, max_change: float = 0.5) -> CheckOutcome:
     """
     failing = {}
     previous: tuple[str, int] | None = None
-    for day in sorted(tables):
-        rows = tables[day].num_rows
+    for day in sorted(rows_by_day):
+        rows = rows_by_day[day]
         if rows == 0:
             continue
         if previous is not None and abs(rows - previous[1]) > max_change * previous[1]:
@@ -90,5 +90,45 @@ def row_count_steady(tables: Tables, max_change: float = 0.5) -> CheckOutcome:
         "row_count_steady",
         f"row count within {max_change:.0%} of the previous day with data",
         failing,
-        len(tables),
+        len(rows_by_day),
     )
+
+
+def run_all(tables: Tables, iso_code: str) -> list[CheckOutcome]:
+    """Every check over `tables`, in the order the UI lists them."""
+    return [
+        schema_as_documented(tables),
+        cumulative_counts_non_negative(tables),
+        names_present(tables, iso_code),
+        row_count_steady({day: table.num_rows for day, table in tables.items()}),
+    ]
+
+
+def failures_of_day(day: str, table: pa.Table, iso_code: str) -> dict[str, str]:
+    """The single-day checks that `table` fails: {check name: why}. For streaming backfills."""
+    return {
+        outcome.name: outcome.failing_days[day]
+        for outcome in run_all({day: table}, iso_code)
+        if not outcome.passed
+    }
+
+
+def merge(
+    failures_by_day: Mapping[str, Mapping[str, str]], rows_by_day: Mapping[str, int], iso_code: str
+) -> list[CheckOutcome]:
+    """Whole-run outcomes from per-day failures (as streaming backfills report them)."""
+    empty = run_all({}, iso_code)
+    outcomes = []
+    for template in empty:
+        if template.name == "row_count_steady":
+            outcomes.append(row_count_steady(rows_by_day))
+            continue
+        failing = {
+            day: failures[template.name]
+            for day, failures in sorted(failures_by_day.items())
+            if template.name in failures
+        }
+        outcomes.append(
+            CheckOutcome(template.name, template.description, failing, len(rows_by_day))
+        )
+    return outcomes

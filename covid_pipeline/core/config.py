@@ -59,6 +59,10 @@ class Settings:
     athena_workgroup: str = "primary"
     athena_output_location: str | None = None
     max_days_per_invocation: int = 1143  # the Lambda refuses larger ranges up front
+    execution_mode: str = "local"  # or "lambda": the daily asset fans out to Lambda
+    lambda_function_name: str | None = None
+    lambda_chunk_days: int = 31
+    lambda_parallelism: int = 4
 
     def __post_init__(self) -> None:
         iso = self.iso_code.lower()
@@ -150,6 +154,14 @@ def load_settings(
                 f"{name} {value!r} must be lowercase letters, digits and underscores "
                 "(names Athena can query without quoting)"
             )
+    execution_mode = (get("EXECUTION_MODE") or "local").lower()
+    if execution_mode not in ("local", "lambda"):
+        problems.append(f"EXECUTION_MODE {execution_mode!r} must be local or lambda")
+    function_name = get("LAMBDA_FUNCTION_NAME")
+    if execution_mode == "lambda" and not function_name:
+        problems.append("EXECUTION_MODE lambda needs LAMBDA_FUNCTION_NAME")
+    if execution_mode == "lambda" and not bucket_name:
+        problems.append("EXECUTION_MODE lambda needs BUCKET_NAME: the function writes to S3")
     output = get("ATHENA_OUTPUT_LOCATION")
     if output is not None and not output.startswith("s3://"):
         problems.append(f"ATHENA_OUTPUT_LOCATION {output!r} must be an s3:// URI")
@@ -164,6 +176,9 @@ def load_settings(
         "CRAWLER_POLL_INTERVAL": (float, 0, 600, "crawler_poll_interval_s"),
         "CRAWLER_TIMEOUT": (float, 1, 86400, "crawler_timeout_s"),
         "MAX_DAYS_PER_INVOCATION": (int, 1, 1143, "max_days_per_invocation"),
+        # Each chunk's report must fit the 4 KB log tail Lambda returns: about 60 days at most.
+        "LAMBDA_CHUNK_DAYS": (int, 1, 60, "lambda_chunk_days"),
+        "LAMBDA_PARALLELISM": (int, 1, 64, "lambda_parallelism"),
     }
     parsed: dict[str, float] = {}
     for name, (kind, low, high, attribute) in numbers.items():
@@ -198,6 +213,8 @@ def load_settings(
         glue_crawler_name=crawler,
         athena_workgroup=get("ATHENA_WORKGROUP") or "primary",
         athena_output_location=output,
+        execution_mode=execution_mode,
+        lambda_function_name=function_name,
         **parsed,  # type: ignore[arg-type]
     )
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from covid_pipeline.core import transform
+from covid_pipeline.core import checks, transform
 from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.storage import Store, WrittenFile, write_day, write_day_via_file
 
@@ -160,15 +160,21 @@ class RangeReport:
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     remaining: list[str] = field(default_factory=list)
+    check_failures: dict[str, dict[str, str]] = field(default_factory=dict)  # day -> check -> why
     duration_s: float = 0.0
 
     def to_json(self) -> dict:
         """A JSON-serialisable summary; `remaining` days were not started (deadline)."""
         return {
             "written": sorted(self.written),
+            "files": {
+                day: {"uri": f.uri, "rows": f.rows, "bytes": f.bytes}
+                for day, f in sorted(self.written.items())
+            },
             "skipped": sorted(self.skipped),
             "failed": dict(sorted(self.failed.items())),
             "remaining": self.remaining,
+            "check_failures": dict(sorted(self.check_failures.items())),
             "counts": {
                 "written": len(self.written),
                 "skipped": len(self.skipped),
@@ -203,7 +209,8 @@ def backfill_range(
     file in `staging_dir` and dropped, so memory stays flat however long the range. With
     `time_left_s`, no day is started unless the slowest day so far (times 1.5, plus a margin)
     still fits; the days not started are returned as `remaining`, for the next invocation.
-    Failed days are reported with their cause and do not stop the others.
+    Failed days are reported with their cause and do not stop the others. Each day's table is
+    also checked (core.checks) before it is written; failing checks are reported, not fatal.
     """
     started = time.monotonic()
     pending = [day.isoformat() for day in days]
@@ -212,13 +219,14 @@ def backfill_range(
     progress = Progress("backfilled", len(pending), on_progress)
     slowest_s = 0.0
 
-    def process(day: str) -> tuple[WrittenFile | None, float]:
+    def process(day: str) -> tuple[WrittenFile | None, dict[str, str], float]:
         began = time.monotonic()
         table = fetch_day(client, dt.date.fromisoformat(day))
+        failures = checks.failures_of_day(day, table, client.iso_code) if table.num_rows else {}
         written = (
             write_day_via_file(store, prefix, day, table, staging_dir) if table.num_rows else None
         )
-        return written, time.monotonic() - began
+        return written, failures, time.monotonic() - began
 
     def fits() -> bool:
         if time_left_s is None:
@@ -238,13 +246,15 @@ def backfill_range(
             for future in done:
                 day = in_flight.pop(future)
                 try:
-                    written, took = future.result()
+                    written, failures, took = future.result()
                 except (ApiError, transform.SchemaError) as error:
                     report.failed[day] = str(error).removeprefix(f"{day}: ")
                 except Exception as error:  # storage errors: reported per day, like the rest
                     report.failed[day] = f"{type(error).__name__}: {error}"
                 else:
                     slowest_s = max(slowest_s, took)
+                    if failures:
+                        report.check_failures[day] = failures
                     if written is None:
                         report.skipped.append(day)
                     else:
