@@ -13,6 +13,7 @@ Control endpoints, for a server in another process: `GET /_replay/stats`,
 
 import dataclasses
 import datetime as dt
+import functools
 import json
 import re
 import socket
@@ -173,6 +174,9 @@ class _QuietServer(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     server_version = "covid-api-replay/1"
     protocol_version = "HTTP/1.1"  # keep-alive, as the real API behind a CDN would
+    # Headers and body go out in two writes; with Nagle on, the body waits for the client's
+    # delayed ACK (40 ms on Linux), which would add 40 ms to every keep-alive request.
+    disable_nagle_algorithm = True
 
     @property
     def replay(self) -> ReplayServer:
@@ -228,6 +232,10 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(self.replay.latency_s)
         fault = self.replay.take_fault(date)
         if fault is not None and self._serve_transport_fault(fault):
+            return
+        if fault is None and not (query.get("per_page") or self.replay.page_size):
+            # The common case, from a cache: the replay must not be what a benchmark measures.
+            self._send_bytes(200, _encoded_reports(iso, day), "application/json")
             return
         records = jhu.reports(iso, day) if fault is None or fault.kind != "empty" else []
         if fault is not None:
@@ -308,6 +316,11 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(body)
+
+
+@functools.lru_cache(maxsize=4096)  # every day of the history for a few countries
+def _encoded_reports(iso: str, day: dt.date) -> bytes:
+    return json.dumps({"data": jhu.reports(iso, day)}).encode()
 
 
 def _drift(records: list[dict], fault: Fault) -> list[dict]:
