@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
+from botocore.config import Config
 
 from covid_pipeline.core import pipeline, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
@@ -41,7 +42,12 @@ def _cold_start() -> tuple[Settings | None, str | None]:
 
 
 SETTINGS, SETTINGS_ERROR = _cold_start()
-S3 = boto3.client("s3") if SETTINGS else None
+# One pooled connection per concurrent day; boto3's default pool holds only 10.
+S3 = (
+    boto3.client("s3", config=Config(max_pool_connections=max(10, SETTINGS.fetch_concurrency)))
+    if SETTINGS
+    else None
+)
 API = (
     CovidApiClient(
         SETTINGS.api_url,

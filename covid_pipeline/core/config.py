@@ -168,7 +168,8 @@ def load_settings(
 
     numbers = {
         "FETCH_CONCURRENCY": (int, 1, 64, "fetch_concurrency"),
-        "WRITE_CONCURRENCY": (int, 1, 64, "write_concurrency"),
+        # The IO manager's S3 client (dagster-aws S3Resource) pools 10 connections.
+        "WRITE_CONCURRENCY": (int, 1, 10, "write_concurrency"),
         "HTTP_CONNECT_TIMEOUT": (float, 0.01, 300, "http_connect_timeout_s"),
         "HTTP_READ_TIMEOUT": (float, 0.01, 600, "http_read_timeout_s"),
         "HTTP_MAX_RETRIES": (int, 0, 20, "http_max_retries"),

@@ -165,10 +165,12 @@ class S3Store:
         self.client.put_object(Bucket=self.bucket, Key=key, Body=data, ContentType=_CONTENT_TYPE)
 
     def put_file(self, key: str, path: Path) -> None:  # noqa: D102
-        # upload_file switches to multipart above 8 MB; S3 shows the object only once complete.
-        self.client.upload_file(
-            str(path), self.bucket, key, ExtraArgs={"ContentType": _CONTENT_TYPE}
-        )
+        # One PUT streamed from the file (a day is well under S3's 5 GB single-PUT limit).
+        # upload_file would start a transfer manager and its threads for every day.
+        with path.open("rb") as body:
+            self.client.put_object(
+                Bucket=self.bucket, Key=key, Body=body, ContentType=_CONTENT_TYPE
+            )
 
     def get(self, key: str) -> bytes | None:  # noqa: D102
         try:

@@ -13,7 +13,8 @@ data column that repeats a partition key); `report_date` keeps it inside the fil
 """
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -90,108 +91,140 @@ def to_table(day: dt.date, records: Sequence[Mapping[str, Any]]) -> pa.Table:
     return pa.table(columns, schema=SCHEMA)
 
 
+class _FieldError(ValueError):
+    """A field that does not fit; the caller adds where it is (built only when it fails)."""
+
+
 def _row(day: dt.date, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
     where = f"{day}: record {index}"
-    if not isinstance(record, Mapping):
-        raise SchemaError(f"{where}: expected a JSON object, got {type(record).__name__}")
-    region = _required(record, "region", where)
-    if not isinstance(region, Mapping):
-        raise SchemaError(f"{where}: field 'region' must be an object")
-    province = _string(_required(region, "province", where, "region."), where, "region.province")
+    try:
+        if not isinstance(record, Mapping):
+            raise _FieldError(f"expected a JSON object, got {type(record).__name__}")
+        region = _required(record, "region")
+        if not isinstance(region, Mapping):
+            raise _FieldError("field 'region' must be an object")
+        province = _string(_required(region, "province", "region."), "region.province")
+    except _FieldError as error:
+        raise SchemaError(f"{where}: {error}") from None
     where = f"{where} ({province or 'country level'})"
-    record_day = _required(record, "date", where)
-    if record_day != day.isoformat():
-        raise SchemaError(f"{where}: dated {record_day!r}, but {day} was asked for")
-    row: dict[str, Any] = {
-        "report_date": day,
-        "iso": _name(_required(region, "iso", where, "region."), where, "region.iso"),
-        "country": _name(_required(region, "name", where, "region."), where, "region.name"),
-        "province": province or "",
-        "lat": _float(region.get("lat"), where, "region.lat"),
-        "long": _float(region.get("long"), where, "region.long"),
-        "fatality_rate": _float(_required(record, "fatality_rate", where), where, "fatality_rate"),
-        "last_update": _timestamp(_required(record, "last_update", where), where, "last_update"),
-        "cities": [
-            _city(city, f"{where} city {n}") for n, city in enumerate(region.get("cities") or [])
-        ],
-    }
-    for name in _COUNTS:
-        row[name] = _int(_required(record, name, where), where, name)
+    try:
+        record_day = _required(record, "date")
+        if record_day != day.isoformat():
+            raise _FieldError(f"dated {record_day!r}, but {day} was asked for")
+        row: dict[str, Any] = {
+            "report_date": day,
+            "iso": _name(_required(region, "iso", "region."), "region.iso"),
+            "country": _name(_required(region, "name", "region."), "region.name"),
+            "province": province or "",
+            "lat": _float(region.get("lat"), "region.lat"),
+            "long": _float(region.get("long"), "region.long"),
+            "fatality_rate": _float(_required(record, "fatality_rate"), "fatality_rate"),
+            "last_update": _timestamp(_required(record, "last_update"), "last_update"),
+        }
+        for name in _COUNTS:
+            row[name] = _int(_required(record, name), name)
+    except _FieldError as error:
+        raise SchemaError(f"{where}: {error}") from None
+    cities = region.get("cities") or []
+    city_rows = []
+    for number, city in enumerate(cities):
+        try:
+            city_rows.append(_city(city))
+        except _FieldError as error:
+            raise SchemaError(f"{where} city {number}: {error}") from None
+    row["cities"] = city_rows
     return row
 
 
-def _city(city: Any, where: str) -> dict[str, Any]:
+def _city(city: Any) -> dict[str, Any]:
     if not isinstance(city, Mapping):
-        raise SchemaError(f"{where}: expected a JSON object, got {type(city).__name__}")
+        raise _FieldError(f"expected a JSON object, got {type(city).__name__}")
     row = {
-        "name": _name(_required(city, "name", where), where, "name"),
-        "fips": _int(city.get("fips"), where, "fips"),
-        "lat": _float(city.get("lat"), where, "lat"),
-        "long": _float(city.get("long"), where, "long"),
-        "last_update": _timestamp(city.get("last_update"), where, "last_update"),
+        "name": _name(_required(city, "name"), "name"),
+        "fips": _int(city.get("fips"), "fips"),
+        "lat": _float(city.get("lat"), "lat"),
+        "long": _float(city.get("long"), "long"),
+        "last_update": _timestamp(city.get("last_update"), "last_update"),
     }
     for name in _CITY_COUNTS:
-        row[name] = _int(_required(city, name, where), where, name)
+        row[name] = _int(_required(city, name), name)
     return row
 
 
-def _required(record: Mapping[str, Any], name: str, where: str, path: str = "") -> Any:
-    if name not in record:
-        raise SchemaError(f"{where}: missing required field '{path}{name}'")
-    return record[name]
+def _required(record: Mapping[str, Any], name: str, path: str = "") -> Any:
+    try:
+        return record[name]
+    except KeyError:
+        raise _FieldError(f"missing required field '{path}{name}'") from None
 
 
-def _coerce(
-    kind: str, convert: Callable[[Any], Any], *, empty_is_null: bool = True
-) -> Callable[[Any, str, str], Any]:
-    def coerce(value: Any, where: str, name: str) -> Any:
-        if value is None or (empty_is_null and value == ""):
-            return None
-        if isinstance(value, bool):  # bool is an int in Python, never in this API
-            raise SchemaError(f"{where}: field '{name}' is a boolean, expected {kind}")
-        try:
-            return convert(value)
-        except (TypeError, ValueError):
-            raise SchemaError(f"{where}: field '{name}' = {value!r} is not {kind}") from None
-
-    return coerce
+# The coercions run for every value of every row (some 30,000 on a day with US counties), so
+# each tries the type the API normally sends first, and formats no message unless it fails.
 
 
-def _to_int(value: Any) -> int:
-    number = float(value) if isinstance(value, str) else value
-    if isinstance(number, float) and not number.is_integer():
-        raise ValueError(value)
-    return int(number)
+def _int(value: Any, name: str) -> int | None:
+    if type(value) is int:
+        return value
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):  # bool is an int in Python, never in this API
+        raise _FieldError(f"field '{name}' is a boolean, expected an integer")
+    try:
+        number = float(value) if isinstance(value, str) else value
+        if not isinstance(number, int | float) or (
+            isinstance(number, float) and not number.is_integer()
+        ):
+            raise ValueError(value)
+        return int(number)
+    except (TypeError, ValueError, OverflowError):
+        raise _FieldError(f"field '{name}' = {value!r} is not an integer") from None
 
 
-def _to_float(value: Any) -> float:
-    if not isinstance(value, int | float | str):
-        raise TypeError(value)
-    return float(value)
+def _float(value: Any, name: str) -> float | None:
+    if type(value) is float:
+        return value
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise _FieldError(f"field '{name}' is a boolean, expected a number")
+    if not isinstance(value, int | str):
+        raise _FieldError(f"field '{name}' = {value!r} is not a number")
+    try:
+        return float(value)
+    except ValueError:
+        raise _FieldError(f"field '{name}' = {value!r} is not a number") from None
 
 
-def _to_string(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(value)
-    return value
+def _string(value: Any, name: str) -> str | None:
+    if value is None or type(value) is str:
+        return value
+    raise _FieldError(f"field '{name}' = {value!r} is not a string")
 
 
-def _to_timestamp(value: Any) -> dt.datetime:
-    # The API writes "YYYY-MM-DD HH:MM:SS" in UTC; fromisoformat also takes the "T" form.
-    stamp = dt.datetime.fromisoformat(_to_string(value))
-    if stamp.tzinfo is not None:
-        stamp = stamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
-    return stamp
-
-
-def _name(value: Any, where: str, name: str) -> str:
-    text = _string(value, where, name)
+def _name(value: Any, name: str) -> str:
+    text = _string(value, name)
     if not text:
-        raise SchemaError(f"{where}: field '{name}' is empty")
+        raise _FieldError(f"field '{name}' is empty")
     return text
 
 
-_int = _coerce("an integer", _to_int)
-_float = _coerce("a number", _to_float)
-_string = _coerce("a string", _to_string, empty_is_null=False)
-_timestamp = _coerce("a YYYY-MM-DD HH:MM:SS timestamp", _to_timestamp)
+def _timestamp(value: Any, name: str) -> dt.datetime | None:
+    if value is None or value == "":
+        return None
+    if type(value) is not str:
+        raise _FieldError(f"field '{name}' = {value!r} is not a YYYY-MM-DD HH:MM:SS timestamp")
+    try:
+        return _parse_timestamp(value)
+    except ValueError:
+        raise _FieldError(
+            f"field '{name}' = {value!r} is not a YYYY-MM-DD HH:MM:SS timestamp"
+        ) from None
+
+
+@functools.lru_cache(maxsize=4096)  # a day's counties share a handful of timestamps
+def _parse_timestamp(value: str) -> dt.datetime:
+    # The API writes "YYYY-MM-DD HH:MM:SS" in UTC; fromisoformat also takes the "T" form.
+    stamp = dt.datetime.fromisoformat(value)
+    if stamp.tzinfo is not None:
+        stamp = stamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
+    return stamp
