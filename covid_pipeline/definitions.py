@@ -4,6 +4,8 @@
 makes no network call and creates no boto3 client, so `dagster dev` works offline.
 """
 
+import os
+
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
@@ -24,6 +26,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for `settings`: S3 and Glue with a bucket, local files and DuckDB without."""
     s3 = S3Resource()  # credentials, region and endpoint come from boto3's chain
     return dg.Definitions(
+        # One step per run: a step subprocess would only add two seconds to every run.
+        executor=dg.in_process_executor,
         assets=[
             covid_daily_reports,
             build_catalog_asset("duckdb" if settings.catalog_mode == "local" else "glue"),
@@ -83,4 +87,16 @@ def _catalog(settings: Settings, s3: S3Resource) -> CatalogResource:
     )
 
 
+def _one_planned_event_per_backfill() -> None:
+    """Log one "planned" event per single-run backfill instead of one per day.
+
+    Saves 1143 event-log writes (about 7 s) on a full-history run. Dagster's documented
+    tradeoff: the days of a run that fails show as missing, not failed, in the asset's
+    partition bar (the run, the backfill and our failure message still name them). Set
+    DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=false to keep per-day failure marks.
+    """
+    os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
+
+
+_one_planned_event_per_backfill()
 defs = build_definitions(load_settings())

@@ -17,13 +17,6 @@ from dagster_aws.s3 import S3Resource
 from covid_pipeline.core import storage, transform
 from covid_pipeline.core.pipeline import write_days
 
-_COLUMN_SCHEMA = dg.TableSchema(
-    columns=[
-        dg.TableColumn(name, str(type_), description=description)
-        for name, type_, _nullable, description in transform.COLUMNS
-    ]
-)
-
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
     """Daily Snappy Parquet at <prefix>/date=YYYY-MM-DD/data.parquet, on S3 or on local disk.
@@ -68,7 +61,6 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         if len(days) > 1:
             context.add_output_metadata(
                 {
-                    "dagster/column_schema": _COLUMN_SCHEMA,
                     "run_days_written": len(days) - len(skipped),
                     "run_days_skipped": len(skipped),
                 }
@@ -110,7 +102,7 @@ def _add_partition_metadata(
     context: dg.OutputContext, days: list[str], day: str, metadata: dict[str, Any]
 ) -> None:
     if len(days) == 1:
-        context.add_output_metadata({**metadata, "dagster/column_schema": _COLUMN_SCHEMA})
+        context.add_output_metadata(metadata)
         return
     # add_output_metadata applies to every partition of the output; per-day figures need the
     # partition-scoped metadata that assets set with context.add_asset_metadata. Dagster

@@ -7,6 +7,7 @@ import dagster as dg
 import pytest
 
 from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.definitions import build_definitions
 
 
@@ -19,6 +20,8 @@ def test_definitions_resolve_the_asset_and_its_partitions(env: dict[str, str]) -
     assert (len(keys), keys[0], keys[-1]) == (1143, "2020-01-22", "2023-03-09")
     spec = defs.resolve_assets_def("covid_daily_reports")
     assert spec.backfill_policy == dg.BackfillPolicy.single_run()
+    schema = spec.specs_by_key[dg.AssetKey("covid_daily_reports")].metadata["dagster/column_schema"]
+    assert [c.name for c in schema.columns] == SCHEMA.names
 
 
 def test_definitions_module_exposes_defs() -> None:
