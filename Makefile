@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev replay test test-fast lint fmt infra-check lambda-package clean
+.PHONY: install demo dev replay test test-fast lint fmt infra-check lambda-package bench clean
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,9 @@ lint: install
 fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+bench: install  ## the backfill benchmark: naive loop vs core vs CLI, full history (about 4 minutes)
+	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 lambda-package: install  ## dist/lambda.zip for python3.12 x86_64; fails over Lambda's size limit
 	$(PY) scripts/build_lambda.py --out dist/lambda.zip
