@@ -24,7 +24,7 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline.replay --port 8000
 
-test: install  ## everything, the end-to-end CLI and UI backfills included (about 3 minutes)
+test: install  ## everything: end-to-end CLI and UI backfills, the Lambda zip, the fan-out (about 5 minutes)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the end-to-end tests (seconds)

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
 import pytest
@@ -107,6 +108,13 @@ def function_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from covid_pipeline_tests.lambda_runtime import build_function_root
 
     return build_function_root(tmp_path_factory.mktemp("lambda"))
+
+
+def failure_message(result: Any) -> str:
+    """The description of the one failed step of an in-process Dagster run."""
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    return failure.step_failure_data.user_failure_data.description
 
 
 def s3_keys(bucket: str) -> dict[str, str]:
