@@ -55,3 +55,23 @@ def test_checks_find_schema_drift() -> None:
 def test_checks_flag_a_jump_in_row_count_but_not_skipped_days() -> None:
     outcome = checks.row_count_steady({"2020-04-14": 14, "2020-04-15": 0, "2020-04-16": 3})
     assert outcome.failing_days == {"2020-04-16": "3 rows against 14 on 2020-04-14"}
+
+
+def test_checks_merge_per_day_failures_into_run_outcomes() -> None:
+    failures = {
+        "2020-04-15": {"names_present": "1 rows with another iso, 0 without a country name"}
+    }
+    rows = {"2020-04-14": 14, "2020-04-15": 14, "2020-04-16": 2}
+    outcomes = {o.name: o for o in checks.merge(failures, rows, "CAN")}
+    assert list(outcomes) == [
+        "schema_as_documented",
+        "cumulative_counts_non_negative",
+        "names_present",
+        "row_count_steady",
+    ]
+    assert outcomes["schema_as_documented"].passed
+    assert list(outcomes["names_present"].failing_days) == ["2020-04-15"]
+    assert outcomes["row_count_steady"].failing_days == {
+        "2020-04-16": "2 rows against 14 on 2020-04-15"
+    }
+    assert all(o.checked_days == 3 for o in outcomes.values())

@@ -117,9 +117,8 @@ def merge(
     failures_by_day: Mapping[str, Mapping[str, str]], rows_by_day: Mapping[str, int], iso_code: str
 ) -> list[CheckOutcome]:
     """Whole-run outcomes from per-day failures (as streaming backfills report them)."""
-    empty = run_all({}, iso_code)
     outcomes = []
-    for template in empty:
+    for template in run_all({}, iso_code):  # over no days: each check's name and description
         if template.name == "row_count_steady":
             outcomes.append(row_count_steady(rows_by_day))
             continue
