@@ -7,6 +7,7 @@ import dagster as dg
 
 from covid_pipeline.core import checks, pipeline, transform
 from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
+from covid_pipeline.io_managers import day_metadata
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CatalogResource, CovidApiResource
 
@@ -85,18 +86,13 @@ def _run_in_lambda(
     """The opt-in fan-out: the Lambda writes the files; the run records what it reported."""
     days = list(context.partition_keys)
     outcome = run_in_lambda(context, lambda_fanout, days)
-    for day, (uri, rows, size) in outcome.written.items():
-        metadata = {"dagster/row_count": rows, "dagster/uri": uri, "size_bytes": size}
-        context.add_asset_metadata({**metadata, "skipped": False}, partition_key=day)
+    for day, file in outcome.written.items():
+        context.add_asset_metadata(day_metadata(file), partition_key=day)
     for day in outcome.skipped:
-        context.add_asset_metadata(
-            {"dagster/row_count": 0, "skipped": True, "skip_reason": "the API had no data"},
-            partition_key=day,
-        )
+        context.add_asset_metadata(day_metadata(None), partition_key=day)
     if outcome.failed:
         raise dg.Failure(
-            description=f"{len(outcome.failed)} of {len(days)} days failed in Lambda:\n"
-            + "\n".join(f"  {day}: {cause}" for day, cause in sorted(outcome.failed.items()))
+            description=pipeline.failure_report(outcome.failed, len(days), "failed in Lambda")
             + f"\nThe other {len(outcome.written)} days were written, each file whole. Re-run "
             "the same range once the cause is fixed: days are overwritten, never duplicated.",
             metadata={"failed_days": sorted(outcome.failed), "written_days": len(outcome.written)},
@@ -110,7 +106,7 @@ def _run_in_lambda(
             "run_days_skipped": len(outcome.skipped),
         }
     )
-    rows = {day: 0 for day in outcome.skipped} | {d: w[1] for d, w in outcome.written.items()}
+    rows = {day: 0 for day in outcome.skipped} | {d: f.rows for d, f in outcome.written.items()}
     yield from _check_results(checks.merge(outcome.check_failures, rows, iso_code))
 
 

@@ -15,7 +15,7 @@ import dagster as dg
 from dagster_aws.pipes import PipesLambdaClient
 
 from covid_pipeline.core.pipeline import Progress
-from covid_pipeline.core.storage import partition_key
+from covid_pipeline.core.storage import WrittenFile, partition_key
 
 
 class LambdaFanoutResource(dg.ConfigurableResource):
@@ -35,7 +35,7 @@ class LambdaFanoutResource(dg.ConfigurableResource):
 class FanoutOutcome:
     """Every day of the range, merged from the invocations' reports."""
 
-    written: dict[str, tuple[str, int, int]] = field(default_factory=dict)  # day: uri, rows, bytes
+    written: dict[str, WrittenFile] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     failed: dict[str, str] = field(default_factory=dict)
     check_failures: dict[str, dict[str, str]] = field(default_factory=dict)
@@ -92,7 +92,7 @@ def _invoke(
 def _merge(outcome: FanoutOutcome, report: dict[str, Any]) -> None:
     for day, (rows, size) in report["written"].items():
         uri = f"s3://{report['bucket']}/{partition_key(report['prefix'], day)}"
-        outcome.written[day] = (uri, rows, size)
+        outcome.written[day] = WrittenFile(day=day, uri=uri, rows=rows, bytes=size)
     outcome.skipped += report["skipped"]
     outcome.failed.update(report["failed"])
     not_started = "not started before the Lambda's deadline; re-run the range"

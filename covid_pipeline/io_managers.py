@@ -54,7 +54,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             on_progress=context.log.info,
         )
         for day in days:
-            _add_partition_metadata(context, days, day, _day_metadata(written[day]))
+            _add_partition_metadata(context, days, day, day_metadata(written[day]))
         skipped = [day for day, file in written.items() if file is None]
         if skipped:
             context.log.info(f"skipped {len(skipped)} days without data: {_short(skipped)}")
@@ -87,7 +87,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         return {day: table.to_pandas() for day, table in tables.items() if table is not None}
 
 
-def _day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:
+def day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:
+    """A day's materialization metadata: its file, or that it was skipped (None)."""
     if file is None:
         return {"dagster/row_count": 0, "skipped": True, "skip_reason": "the API had no data"}
     return {

@@ -101,7 +101,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     answer = report.to_json()
     log.info("done: %s", answer["counts"])
     if PIPES_CONTEXT_KEY in event:
-        _report_to_dagster(event, answer)
+        _report_to_dagster(event, answer, SETTINGS)
     return answer
 
 
@@ -109,7 +109,7 @@ PIPES_CONTEXT_KEY = "DAGSTER_PIPES_CONTEXT"  # PipesLambdaClient adds it to the 
 _MAX_CAUSE = 150  # the report travels in the 4 KB log tail that Lambda returns
 
 
-def _report_to_dagster(event: dict[str, Any], answer: dict[str, Any]) -> None:
+def _report_to_dagster(event: dict[str, Any], answer: dict[str, Any], settings: Settings) -> None:
     """Send the answer to the Dagster run that invoked us, through Dagster Pipes."""
     # Imported only when Dagster invoked us: plain invocations load nothing of Pipes.
     from dagster_pipes import PipesContext, PipesMappingParamsLoader, open_dagster_pipes
@@ -120,8 +120,8 @@ def _report_to_dagster(event: dict[str, Any], answer: dict[str, Any]) -> None:
     with open_dagster_pipes(params_loader=PipesMappingParamsLoader(event)) as pipes:
         pipes.report_custom_message(
             {
-                "bucket": SETTINGS.bucket_name if SETTINGS else None,
-                "prefix": SETTINGS.prefix if SETTINGS else None,
+                "bucket": settings.bucket_name,
+                "prefix": settings.prefix,
                 "written": {d: [f["rows"], f["bytes"]] for d, f in answer["files"].items()},
                 "skipped": answer["skipped"],
                 "failed": {d: c[:_MAX_CAUSE] for d, c in answer["failed"].items()},

@@ -89,11 +89,6 @@ class Settings:
             return f"s3://{self.bucket_name}/{self.prefix}"
         return os.path.join(self.warehouse_dir, self.prefix)
 
-    @property
-    def table_location(self) -> str:
-        """The folder above the date= partitions, as catalogs want it (with a trailing slash)."""
-        return f"{self.storage_root}/"
-
 
 def load_settings(
     env: Mapping[str, str] | None = None, *, required: tuple[str, ...] = ()

@@ -24,6 +24,13 @@ log = logging.getLogger(__name__)
 ProgressCallback = Callable[[str], None]
 
 
+def failure_report(failures: Mapping[str, str], total: int, what: str) -> str:
+    """`N of M days <what>:` then a line per failed day with its cause, in day order."""
+    lines = [f"{len(failures)} of {total} days {what}:"]
+    lines += [f"  {day}: {cause}" for day, cause in sorted(failures.items())]
+    return "\n".join(lines)
+
+
 @dataclass
 class FetchOutcome:
     """Tables for the days that were fetched, and the cause for each day that was not."""
@@ -34,19 +41,15 @@ class FetchOutcome:
 
     def failure_report(self) -> str:
         """One message that lists every failed day and its cause, for people."""
-        total = len(self.tables) + len(self.failures)
-        lines = [f"{len(self.failures)} of {total} days failed:"]
-        lines += [f"  {day}: {cause}" for day, cause in sorted(self.failures.items())]
-        return "\n".join(lines)
+        return failure_report(self.failures, len(self.tables) + len(self.failures), "failed")
 
 
 class WriteError(Exception):
     """Some days could not be written; the others were (each file is whole or absent)."""
 
     def __init__(self, written: Mapping[str, WrittenFile | None], failures: Mapping[str, str]):
-        lines = [f"{len(failures)} of {len(written) + len(failures)} days could not be written:"]
-        lines += [f"  {day}: {cause}" for day, cause in sorted(failures.items())]
-        super().__init__("\n".join(lines))
+        total = len(written) + len(failures)
+        super().__init__(failure_report(failures, total, "could not be written"))
         self.written = dict(written)
         self.failures = dict(failures)
 
