@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install demo dev replay test test-fast lint fmt infra-check lambda-package bench clean
+.PHONY: install ceph demo dev replay test test-fast lint fmt infra-check lambda-package bench clean
 
 install: $(VENV)/.installed
 
@@ -13,6 +13,10 @@ $(VENV)/.installed: setup.py constraints.txt
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $@
+
+# Ceph RGW, the real S3 server of the storage and Lambda tests (apt-get, as root; else skipped).
+ceph:
+	bash scripts/install_ceph.sh
 
 demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
 	$(PY) -m covid_pipeline.demo
@@ -24,7 +28,7 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline.replay --port 8000
 
-test: install  ## everything: end-to-end CLI and UI backfills, the Lambda zip, the fan-out (about 5 minutes)
+test: install ceph  ## everything: end-to-end CLI and UI backfills, the Lambda zip, the fan-out (about 5 minutes)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the end-to-end tests (seconds)

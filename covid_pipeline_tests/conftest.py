@@ -7,6 +7,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -76,9 +77,82 @@ def aws(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 @pytest.fixture
 def s3_bucket(aws: str) -> str:
     """A fresh, empty bucket on the moto server."""
+    return new_bucket()
+
+
+def new_bucket() -> str:
+    """A fresh, empty bucket on the S3 server that AWS_ENDPOINT_URL points at."""
     bucket = f"test-{uuid.uuid4().hex[:12]}"
     boto3.client("s3").create_bucket(Bucket=bucket)
     return bucket
+
+
+@pytest.fixture(scope="session")
+def ceph_rgw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """Ceph RGW, a real S3 server that enforces SigV4 (see ceph_rgw.py).
+
+    Skipped where Ceph is not installed (scripts/install_ceph.sh installs it; `make test`
+    runs that), except in CI, where a missing Ceph is a failure, not a skip.
+    """
+    from covid_pipeline_tests.ceph_rgw import CephRgw, missing_binaries
+
+    missing = missing_binaries()
+    if missing:
+        message = (
+            f"Ceph RGW is not installed (no {', '.join(missing)}): run scripts/install_ceph.sh"
+        )
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    rgw = CephRgw(tmp_path_factory.mktemp("ceph")).start()
+    yield rgw
+    rgw.stop()
+
+
+@dataclass(frozen=True)
+class S3Server:
+    """An S3 server the tests write to, with the credentials it accepts."""
+
+    name: str
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+
+S3_SERVERS = ("moto", "ceph")
+
+
+@pytest.fixture(params=S3_SERVERS)
+def s3_server(request: pytest.FixtureRequest) -> S3Server:
+    """Each S3 server in turn, with AWS_ENDPOINT_URL and the credentials set for boto3."""
+    return use_s3_server(request, request.param)
+
+
+def use_s3_server(request: pytest.FixtureRequest, name: str) -> S3Server:
+    """Point boto3 (AWS_ENDPOINT_URL and credentials) at the S3 server `name`, for one test.
+
+    moto stands in for S3's API; Ceph RGW is a real implementation that checks signatures.
+    """
+    if name == "moto":
+        server = S3Server("moto", request.getfixturevalue("aws"), "testing", "testing")
+    else:
+        from covid_pipeline_tests.ceph_rgw import ACCESS_KEY, SECRET_KEY
+
+        rgw = request.getfixturevalue("ceph_rgw")
+        server = S3Server("ceph", rgw.endpoint, ACCESS_KEY, SECRET_KEY)
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", server.secret_key)
+    # boto3's default session keeps the credentials it first found: start a new one.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    return server
+
+
+@pytest.fixture
+def any_s3_bucket(s3_server: S3Server) -> str:
+    """A fresh, empty bucket on each S3 server in turn (moto, then Ceph RGW)."""
+    return new_bucket()
 
 
 CATALOG_TABLE = "covid_daily_reports_usa"

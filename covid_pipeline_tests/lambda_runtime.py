@@ -204,7 +204,9 @@ def function_environment(
         "PYTHONPATH": f"{task}:{task.parent / 'runtime'}",
         "BUCKET_NAME": bucket, "API_URL": api_url, "ISO_CODE": "USA", "PREFIX": prefix,
         "FETCH_CONCURRENCY": "4", "HTTP_BACKOFF": "0",
-        "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        # The test's S3 server's credentials (moto takes any; Ceph RGW checks them).
+        "AWS_ACCESS_KEY_ID": os.environ["AWS_ACCESS_KEY_ID"],
+        "AWS_SECRET_ACCESS_KEY": os.environ["AWS_SECRET_ACCESS_KEY"],
         "AWS_DEFAULT_REGION": "us-east-1", "AWS_ENDPOINT_URL": aws_endpoint,
     }  # fmt: skip
 

@@ -1,5 +1,6 @@
-"""The Lambda handler, called as the runtime calls it, against the replay API and moto's S3.
+"""The Lambda handler, called as the runtime calls it, against the replay API and S3 servers.
 
+Each test that writes runs twice: against moto, then against Ceph RGW, a real S3 server.
 The Lambda service itself cannot run here: the context is a fake with the real method the
 handler uses (`get_remaining_time_in_millis`), as in Powertools' examples.
 """
@@ -36,13 +37,14 @@ class FakeContext:
 
 
 @pytest.fixture
-def lambda_env(replay: ReplayServer, s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def lambda_env(replay: ReplayServer, any_s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The design's environment, writing to a fresh bucket on each S3 server (moto, Ceph RGW)."""
     for name, value in {
-        "BUCKET_NAME": s3_bucket, "API_URL": replay.url, "ISO_CODE": "USA",
+        "BUCKET_NAME": any_s3_bucket, "API_URL": replay.url, "ISO_CODE": "USA",
         "PREFIX": "lambda/usa", "FETCH_CONCURRENCY": "2", "HTTP_BACKOFF": "0",
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    return s3_bucket
+    return any_s3_bucket
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 The zip is unpacked into an empty folder and started by awslambdaric under a clean Python 3.12
 without site-packages, invoked through a local Lambda Runtime API, against the replay API and
-the S3 server.
+each S3 server (moto, then Ceph RGW).
 """
 
 from pathlib import Path
@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from covid_pipeline.replay.server import ReplayServer
+from covid_pipeline_tests.conftest import S3Server
 from covid_pipeline_tests.lambda_runtime import LambdaRuntime, function_environment, python312
 from covid_pipeline_tests.test_lambda_handler import assert_same_objects_as_the_dagster_asset
 
@@ -19,9 +20,10 @@ HANDLER = "covid_pipeline.lambda_handler.handler"
 
 
 def test_lambda_package_runs_under_the_real_runtime_client(
-    function_root: Path, replay: ReplayServer, s3_bucket: str, aws: str
+    function_root: Path, replay: ReplayServer, any_s3_bucket: str, s3_server: S3Server
 ) -> None:
-    env = function_environment(function_root, replay.url, s3_bucket, "zip/usa", aws)
+    s3_bucket = any_s3_bucket
+    env = function_environment(function_root, replay.url, s3_bucket, "zip/usa", s3_server.endpoint)
     runtime = LambdaRuntime(python312(), function_root, HANDLER, env)
     try:
         kind, answer = runtime.invoke({"start_date": "2021-01-01", "end_date": "2021-01-31"})

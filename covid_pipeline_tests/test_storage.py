@@ -11,6 +11,7 @@ import pytest
 from covid_pipeline.core import storage
 from covid_pipeline.core.transform import SCHEMA, to_table
 from covid_pipeline.replay import jhu
+from covid_pipeline_tests.conftest import S3_SERVERS, new_bucket, use_s3_server
 
 DAY = dt.date(2021, 1, 15)
 
@@ -20,12 +21,13 @@ def table():
     return to_table(DAY, jhu.reports("USA", DAY))
 
 
-@pytest.fixture(params=["local", "s3"])
+@pytest.fixture(params=["local", *S3_SERVERS])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Store:
+    """A local directory, then a bucket on each S3 server (moto and Ceph RGW)."""
     if request.param == "local":
         return storage.LocalStore(tmp_path / "warehouse")
-    bucket = request.getfixturevalue("s3_bucket")
-    return storage.S3Store(bucket, boto3.client("s3"))
+    use_s3_server(request, request.param)
+    return storage.S3Store(new_bucket(), boto3.client("s3"))
 
 
 def test_storage_key_is_the_hive_layout() -> None:
