@@ -7,7 +7,7 @@ import dagster as dg
 
 from covid_pipeline.core import checks, pipeline, transform
 from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
-from covid_pipeline.io_managers import day_metadata
+from covid_pipeline.io_managers import HiveParquetIOManager, day_metadata
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CatalogResource, CovidApiResource
 
@@ -45,16 +45,19 @@ def covid_daily_reports(
     context: dg.AssetExecutionContext,
     covid_api: CovidApiResource,
     lambda_fanout: LambdaFanoutResource,
-) -> Iterator[dg.Output | dg.MaterializeResult | dg.AssetCheckResult]:
+    hive_parquet_io_manager: dg.ResourceParam[HiveParquetIOManager],
+) -> Iterator[dg.Output | dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
     """Daily COVID-19 reports for one country: a row per region (province or country) per day.
 
     From the COVID-19 Statistics API (https://covid-api.com/api, `GET /reports?date=&iso=`),
     with US counties nested as `cities`. Re-running a day replaces its file, so backfills are
     idempotent; a day the API has no data for is skipped (no file) and its metadata says so.
+    A day that fails fails the run, named with its cause; the run's other days are written.
     """
     if lambda_fanout.enabled:
         yield from _run_in_lambda(context, lambda_fanout, covid_api.iso_code)
         return
+    hive_parquet_io_manager.preflight()  # a missing bucket fails now, not after the fetches
     days = [dt.date.fromisoformat(key) for key in context.partition_keys]
     context.log.info(
         f"fetching {len(days)} days of {covid_api.iso_code} from {covid_api.api_url} "
@@ -68,12 +71,16 @@ def covid_daily_reports(
     finally:
         client.close()
     if outcome.failures:
-        # Nothing is written: the IO manager only runs when the asset returns.
+        # A failed step's output never reaches the IO manager, so the days that did arrive are
+        # written through it here, each recorded as its partition's materialization.
+        written = hive_parquet_io_manager.write(outcome.tables, context.log)
+        for day, file in written.items():  # yielded: events logged on a failing step are lost
+            yield dg.AssetMaterialization(_DAILY, partition=day, metadata=day_metadata(file))
         raise dg.Failure(
             description=outcome.failure_report()
-            + "\nNo day of this run was written. Re-run the same range once the cause is fixed: "
-            "days are overwritten, never duplicated.",
-            metadata={"failed_days": sorted(outcome.failures), "fetched_days": len(outcome.tables)},
+            + f"\nThe other {len(written)} days were written, each file whole. Re-run the same "
+            "range once the cause is fixed: days are overwritten, never duplicated.",
+            metadata={"failed_days": sorted(outcome.failures), "written_days": len(written)},
             allow_retries=outcome.transient,  # a schema problem will not pass on a retry
         )
     yield dg.Output(outcome.tables)

@@ -5,7 +5,8 @@ UPath-based managers refuse (dagster issue 14332), so that `BackfillPolicy.singl
 backfills a whole range in one run. Keys come from `core.storage`, so every writer agrees.
 """
 
-from collections.abc import Mapping
+import contextlib
+from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -34,8 +35,26 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     def store(self) -> storage.Store:
         """The bucket or directory this manager writes to."""
         if self.bucket_name:
-            return storage.S3Store(self.bucket_name, self.s3.get_client())
+            return storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
         return storage.LocalStore(self.warehouse_dir)
+
+    def preflight(self) -> None:
+        """Fail now, before anything is fetched, if the store clearly cannot be written."""
+        with _stop_on_storage_access_error():
+            self.store().preflight(self.prefix)
+
+    def write(
+        self, tables: Mapping[str, pa.Table], log: dg.DagsterLogManager
+    ) -> dict[str, storage.WrittenFile | None]:
+        """Write each day's table (None: no rows, skipped); the asset uses it for partial runs."""
+        with _stop_on_storage_access_error():
+            return write_days(
+                self.store(),
+                self.prefix,
+                tables,
+                concurrency=self.write_concurrency,
+                on_progress=log.info,
+            )
 
     def handle_output(self, context: dg.OutputContext, obj: Mapping[str, pa.Table]) -> None:
         """Write one file per day in `obj`, concurrently, and record per-day metadata."""
@@ -46,13 +65,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 f"{context.asset_key.to_user_string()} must return a table for every day of "
                 f"its run (an empty table for a day without data); missing: {missing[:10]}"
             )
-        written = write_days(
-            self.store(),
-            self.prefix,
-            {day: obj[day] for day in days},
-            concurrency=self.write_concurrency,
-            on_progress=context.log.info,
-        )
+        written = self.write({day: obj[day] for day in days}, context.log)
         for day in days:
             _add_partition_metadata(context, days, day, day_metadata(written[day]))
         skipped = [day for day, file in written.items() if file is None]
@@ -85,6 +98,15 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             table = tables[days[0]]
             return (table if table is not None else transform.SCHEMA.empty_table()).to_pandas()
         return {day: table.to_pandas() for day, table in tables.items() if table is not None}
+
+
+@contextlib.contextmanager
+def _stop_on_storage_access_error() -> Iterator[None]:
+    try:
+        yield
+    except storage.StorageAccessError as error:
+        # No retry: a missing bucket or a denied write will be just as wrong in 10 seconds.
+        raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
 def day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:

@@ -68,6 +68,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     Raises:
         InvalidEventError: naming every problem with the event, before anything is written.
         ConfigError: naming every missing or invalid environment variable.
+        StorageAccessError: the bucket cannot be written (missing, access denied, bad keys);
+            checked before the first fetch, and again by every write, which stops the range.
     """
     if SETTINGS is None or S3 is None or API is None:
         raise ConfigError(SETTINGS_ERROR)
@@ -82,13 +84,15 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ValueError as error:
         raise InvalidEventError(f"invalid event: {error}") from None
     API.reset_circuit()
+    store = storage.S3Store(SETTINGS.bucket_name, S3, SETTINGS.prefix)  # type: ignore[arg-type]
+    store.preflight(SETTINGS.prefix)  # a missing bucket or bad keys: before the first fetch
     log.info(
         "backfilling %s %s..%s into %s", SETTINGS.iso_code, days[0], days[-1], SETTINGS.storage_root
     )
     with tempfile.TemporaryDirectory(prefix="covid-") as staging:  # under /tmp in Lambda
         report = pipeline.backfill_range(
             API,
-            storage.S3Store(SETTINGS.bucket_name, S3),  # type: ignore[arg-type]
+            store,
             SETTINGS.prefix,
             days,
             concurrency=SETTINGS.fetch_concurrency,

@@ -82,7 +82,7 @@ class GluePartitionsCatalogResource(CatalogResource):
     s3: dg.ResourceDependency[S3Resource]
 
     def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        store = storage.S3Store(self.bucket_name, self.s3.get_client())
+        store = storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
         location = f"s3://{self.bucket_name}/{self.prefix}/"
         registration = glue.register_partitions(
             boto3.client("glue"), self.database, self.table, location, store.days(self.prefix)

@@ -25,6 +25,22 @@ from covid_pipeline.replay.server import ReplayServer
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reliability-table",
+        metavar="PATH",
+        help="write the table of the collected tests' reliability marks to PATH",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    path = config.getoption("--reliability-table")
+    if path:
+        from covid_pipeline_tests import reliability
+
+        Path(path).write_text(reliability.table(items))
+
+
 @pytest.fixture(autouse=True)
 def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     """No test may reach real AWS: fake keys, a fixed region, no profile from the machine."""

@@ -96,7 +96,7 @@ def test_asset_backfills_a_range_in_one_run_with_per_day_metadata(
     assert replay.stats()["max_requests_per_day"] == 1
 
 
-def test_asset_failure_lists_every_failed_day_and_writes_nothing(
+def test_asset_failure_lists_every_failed_day_and_writes_the_others(
     defs, instance, replay: ReplayServer, s3_bucket: str
 ) -> None:
     replay.set_faults(
@@ -107,7 +107,21 @@ def test_asset_failure_lists_every_failed_day_and_writes_nothing(
     assert message.startswith("2 of 5 days failed:")
     assert "2021-01-11: record 0 (Alabama): missing required field 'deaths'" in message
     assert "2021-01-13: record 0 (Alabama): missing required field 'deaths'" in message
-    assert "Re-run the same range" in message
-    assert s3_keys(s3_bucket) == {}
+    assert "The other 3 days were written" in message and "Re-run the same range" in message
+    good = ["2021-01-10", "2021-01-12", "2021-01-14"]
+    assert sorted(s3_keys(s3_bucket)) == [f"lake/covid/date={d}/data.parquet" for d in good]
+    # The UI shows exactly the written days as materialized, each with its file.
+    events = {
+        e.partition: e.metadata
+        for e in result.asset_materializations_for_node("covid_daily_reports")
+    }
+    assert sorted(events) == good
+    assert events["2021-01-12"]["dagster/uri"].value == (
+        f"s3://{s3_bucket}/lake/covid/date=2021-01-12/data.parquet"
+    )
     # A schema problem will not pass on a retry, so the step was not retried.
     assert replay.stats()["requests"] == 5
+
+    replay.set_faults([])  # the cause is fixed: the same range completes
+    assert materialize(defs, instance, "2021-01-10", "2021-01-14").success
+    assert len(s3_keys(s3_bucket)) == 5

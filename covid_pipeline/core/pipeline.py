@@ -2,7 +2,9 @@
 
 Days are fetched concurrently with a bounded pool (polite to a public API) over one HTTP
 session, and written concurrently. A day that fails does not stop the others; the caller
-gets every failure with its cause, and decides what a failure means for the run.
+gets every failure with its cause, and decides what a failure means for the run. The one
+exception is a store that cannot be written at all (StorageAccessError): then no further
+day is started, and the error says how many were written before it.
 """
 
 import datetime as dt
@@ -17,7 +19,13 @@ import pyarrow as pa
 
 from covid_pipeline.core import checks, transform
 from covid_pipeline.core.api import ApiError, CovidApiClient
-from covid_pipeline.core.storage import Store, WrittenFile, write_day, write_day_via_file
+from covid_pipeline.core.storage import (
+    StorageAccessError,
+    Store,
+    WrittenFile,
+    write_day,
+    write_day_via_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +144,7 @@ def write_days(
     }
     to_write = {day: table for day, table in tables.items() if table.num_rows}
     failures: dict[str, str] = {}
+    fatal: StorageAccessError | None = None
     progress = Progress("wrote", len(to_write), on_progress)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
         futures = {
@@ -144,15 +153,32 @@ def write_days(
         }
         for future in as_completed(futures):
             day = futures[future]
+            if future.cancelled():
+                continue
             try:
                 results[day] = future.result()
+            except StorageAccessError as error:
+                # Every other day would meet the same wall: stop, do not storm the store.
+                fatal = fatal or error
+                for pending in futures:
+                    pending.cancel()
             except Exception as error:  # any storage error: all are reported together, below
                 failures[day] = f"{type(error).__name__}: {error}"
             progress.tick()
     results = dict(sorted(results.items()))  # in day order, however the writes finished
+    if fatal is not None:
+        raise stopped_by(fatal, [d for d, file in results.items() if file], len(to_write))
     if failures:
         raise WriteError(results, failures)
     return results
+
+
+def stopped_by(error: StorageAccessError, written: list[str], total: int) -> StorageAccessError:
+    """`error`, plus what was written before it: partial work is reported, not hidden."""
+    done = f"{len(written)} of {total} days were written before it" + (
+        f" ({written[0]}..{written[-1]}, each file whole)" if written else ""
+    )
+    return StorageAccessError(f"{error}\nStopped: {done}; no further day was started.")
 
 
 @dataclass
@@ -214,6 +240,10 @@ def backfill_range(
     still fits; the days not started are returned as `remaining`, for the next invocation.
     Failed days are reported with their cause and do not stop the others. Each day's table is
     also checked (core.checks) before it is written; failing checks are reported, not fatal.
+
+    Raises:
+        StorageAccessError: once the days in flight end, if the store cannot be written at
+            all; no further day is started, and the message says which days were written.
     """
     started = time.monotonic()
     pending = [day.isoformat() for day in days]
@@ -237,10 +267,11 @@ def backfill_range(
         needed = (slowest_s * 1.5 if slowest_s else _FIRST_DAY_ESTIMATE_S) + _MARGIN_S
         return time_left_s() >= needed
 
+    fatal: StorageAccessError | None = None
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="day") as pool:
         in_flight: dict[Future, str] = {}
         while pending or in_flight:
-            while pending and len(in_flight) < concurrency and fits():
+            while pending and len(in_flight) < concurrency and fits() and fatal is None:
                 day = pending.pop()
                 in_flight[pool.submit(process, day)] = day
             if not in_flight:
@@ -250,6 +281,9 @@ def backfill_range(
                 day = in_flight.pop(future)
                 try:
                     written, failures, took = future.result()
+                except StorageAccessError as error:
+                    fatal = fatal or error  # every other day would fail the same way: stop
+                    pending.append(day)
                 except (ApiError, transform.SchemaError) as error:
                     report.failed[day] = str(error).removeprefix(f"{day}: ")
                 except Exception as error:  # storage errors: reported per day, like the rest
@@ -265,6 +299,9 @@ def backfill_range(
                 progress.tick()
     report.remaining = sorted(pending)
     report.duration_s = time.monotonic() - started
+    if fatal is not None:
+        total = len(report.written) + len(report.skipped) + len(report.failed) + len(pending)
+        raise stopped_by(fatal, sorted(report.written), total)
     if report.remaining:
         on_progress(f"out of time: {len(report.remaining)} days left for the next invocation")
     return report

@@ -1,0 +1,227 @@
+"""Storage faults: throttling is retried; a bucket, key or disk that cannot work stops at once.
+
+S3 cases run against moto and against Ceph RGW (a real S3 server that checks signatures and
+bucket policies); local cases against real file systems mounted for the test (a full tmpfs,
+a read-only one), since the tests run as root, to whom permissions are no obstacle.
+"""
+
+import datetime as dt
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import dagster as dg
+import pytest
+
+from covid_pipeline.core import pipeline, storage
+from covid_pipeline.core.api import CovidApiClient
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.dates import day_range
+from covid_pipeline.core.transform import to_table
+from covid_pipeline.definitions import build_definitions
+from covid_pipeline.replay import jhu
+from covid_pipeline.replay.server import ReplayServer
+from covid_pipeline_tests.conftest import S3Server, failure_message, new_bucket, use_s3_server
+from covid_pipeline_tests.s3_fault_proxy import S3FaultProxy
+
+reliability = pytest.mark.reliability
+DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 10))
+PREFIX = "lake/usa"
+
+
+def backfill(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipeline.RangeReport:
+    """The Lambda's core path: fetch, write through /tmp, upload, two days at a time."""
+    return pipeline.backfill_range(
+        CovidApiClient(replay.url, "USA"),
+        store,
+        PREFIX,
+        DAYS,
+        concurrency=2,
+        staging_dir=tmp_path,
+    )
+
+
+def assert_whole_files(store: storage.Store, days: list[str]) -> None:
+    """Each day's file reads back as exactly the replay's day."""
+    for day in days:
+        expected = to_table(
+            dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day))
+        )
+        assert storage.read_day(store, PREFIX, day).equals(expected), day
+
+
+@pytest.fixture
+def proxy(
+    s3_server: S3Server, any_s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[S3FaultProxy]:
+    """The fault proxy in front of the test's S3 server (its bucket made); boto3 goes through it."""
+    proxy = S3FaultProxy(s3_server.endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    yield proxy
+    proxy.stop()
+
+
+@reliability(
+    "Storage",
+    "S3 answers 503 SlowDown to a burst of PUTs (moto, Ceph RGW)",
+    "recovered: botocore retries with backoff; every day written and correct",
+)
+def test_storage_retries_slowdown_bursts(
+    proxy: S3FaultProxy, any_s3_bucket: str, replay: ReplayServer, tmp_path: Path
+) -> None:
+    proxy.slowdowns = 4
+    store = storage.S3Store(any_s3_bucket, boto3.client("s3"), PREFIX)
+    report = backfill(replay, store, tmp_path)
+    assert sorted(report.written) == [str(day) for day in DAYS] and not report.failed
+    assert proxy.served["PUT 503"] == 4 and proxy.served["PUT 200"] == len(DAYS)
+    assert_whole_files(store, sorted(report.written))
+
+
+@reliability(
+    "Storage",
+    "BUCKET_NAME names a bucket that does not exist (moto, Ceph RGW)",
+    "refused before any fetch: StorageAccessError naming s3://bucket/prefix, one request",
+)
+def test_storage_missing_bucket_stops_before_fetching(
+    proxy: S3FaultProxy, s3_server: S3Server, replay: ReplayServer, tmp_path: Path
+) -> None:
+    store = storage.S3Store("no-such-bucket-here", boto3.client("s3"), PREFIX)
+    with pytest.raises(storage.StorageAccessError) as error:
+        store.preflight(PREFIX)
+    assert str(error.value).startswith(
+        "S3 refused to list s3://no-such-bucket-here/lake/usa: NoSuchBucket (HTTP 404). "
+        "Check BUCKET_NAME"
+    )
+    assert sum(proxy.served.values()) == 1  # no retry storm
+    # And a write that meets it anyway (the bucket deleted mid-run) stops the range.
+    with pytest.raises(storage.StorageAccessError, match="NoSuchBucket") as error:
+        backfill(replay, store, tmp_path)
+    assert "0 of 10 days were written before it; no further day was started" in str(error.value)
+    assert proxy.served["PUT 404"] <= 2 and replay.stats()["requests"] <= 4
+
+
+@reliability(
+    "Storage",
+    "a bucket policy denies s3:PutObject (Ceph RGW)",
+    "stops at once: StorageAccessError naming the bucket, prefix and IAM policy; at "
+    "most the days in flight tried",
+)
+def test_storage_access_denied_stops_the_range_at_once(
+    request: pytest.FixtureRequest, replay: ReplayServer, tmp_path: Path
+) -> None:
+    server = use_s3_server(request, "ceph")  # moto does not enforce bucket policies
+    bucket = new_bucket()
+    deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
+            "Resource": f"arn:aws:s3:::{bucket}/*"}  # fmt: skip
+    boto3.client("s3").put_bucket_policy(
+        Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]})
+    )
+    proxy = S3FaultProxy(server.endpoint)
+    try:
+        store = storage.S3Store(bucket, boto3.client("s3", endpoint_url=proxy.url), PREFIX)
+        store.preflight(PREFIX)  # listing is allowed: only the first write finds out
+        with pytest.raises(storage.StorageAccessError) as error:
+            backfill(replay, store, tmp_path)
+    finally:
+        proxy.stop()
+    message = str(error.value)
+    assert f"S3 refused to write s3://{bucket}/lake/usa: AccessDenied (HTTP 403)" in message
+    assert "Check the IAM policy" in message and "no further day was started" in message
+    assert proxy.served["PUT 403"] <= 2  # the days in flight, not one per day of the range
+    assert replay.stats()["requests"] <= 4
+
+
+@reliability(
+    "Storage",
+    "wrong AWS secret key against Ceph RGW (SigV4 enforced)",
+    "refused before any fetch: SignatureDoesNotMatch, 'check the credentials'",
+)
+def test_storage_wrong_secret_is_a_clear_authentication_error(
+    request: pytest.FixtureRequest, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_s3_server(request, "ceph")
+    bucket = new_bucket()
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
+    store = storage.S3Store(bucket, boto3.session.Session().client("s3"), PREFIX)
+    with pytest.raises(storage.StorageAccessError) as error:
+        store.preflight(PREFIX)
+    assert "SignatureDoesNotMatch (HTTP 403)" in str(error.value)
+    assert "check the credentials" in str(error.value)
+    assert "not-the-secret" not in str(error.value)  # never echo a secret
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path: Path) -> Iterator:
+    """Mount a small tmpfs (size in KiB, optionally read-only) at a folder of the test's."""
+    mounted: list[Path] = []
+
+    def mount(name: str, size_kib: int, read_only: bool = False) -> Path:
+        path = tmp_path / name
+        path.mkdir()
+        options = f"size={size_kib}k,mode=0755" + (",ro" if read_only else "")
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+        )
+        if result.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {result.stderr.strip()}")
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in mounted:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+@reliability(
+    "Storage",
+    "the local disk fills up during a backfill (a 400 KiB tmpfs)",
+    "stops at once: StorageAccessError 'the disk is full', names the days written; "
+    "files whole, no temporary files",
+)
+def test_storage_full_disk_stops_with_whole_files(
+    mount_tmpfs, replay: ReplayServer, tmp_path: Path
+) -> None:
+    warehouse = mount_tmpfs("warehouse", 400)  # a January 2021 day is about 140 KB
+    store = storage.LocalStore(warehouse)
+    staging = tmp_path / "staging"  # on the ordinary disk, as Lambda's /tmp is
+    staging.mkdir()
+    with pytest.raises(storage.StorageAccessError) as error:
+        backfill(replay, store, staging)
+    message = str(error.value)
+    assert f"cannot write under the warehouse {warehouse}" in message
+    assert "the disk is full" in message and "Free space or fix the folder" in message
+    written = sorted(store.days(PREFIX))
+    assert 1 <= len(written) <= 3 and f"{len(written)} of 10 days were written" in message
+    assert_whole_files(store, written)
+    leftovers = [p.name for p in warehouse.rglob("*") if p.is_file() and p.name != "data.parquet"]
+    assert leftovers == []
+
+
+@reliability(
+    "Storage",
+    "WAREHOUSE_DIR is on a read-only file system (Dagster asset)",
+    "refused before any fetch: the run fails naming the warehouse, 'read-only', no retry",
+)
+def test_storage_unwritable_warehouse_fails_the_run_before_fetching(
+    mount_tmpfs, replay: ReplayServer
+) -> None:
+    warehouse = mount_tmpfs("readonly", 64, read_only=True)
+    settings = load_settings({"API_URL": replay.url, "WAREHOUSE_DIR": str(warehouse)})
+    defs = build_definitions(settings)
+    with dg.instance_for_test() as instance:
+        result = dg.materialize(
+            defs.assets,  # type: ignore[arg-type]
+            selection=[dg.AssetKey("covid_daily_reports")],
+            resources=defs.resources,
+            instance=instance,
+            partition_key="2021-01-05",
+            raise_on_error=False,
+        )
+    message = failure_message(result)
+    assert f"cannot write under the warehouse {warehouse}" in message
+    assert "the file system is read-only" in message
+    assert replay.stats()["requests"] == 0  # nothing fetched, and the step was not retried
