@@ -54,6 +54,12 @@ def covid_daily_reports(
     idempotent; a day the API has no data for is skipped (no file) and its metadata says so.
     A day that fails fails the run, named with its cause; the run's other days are written.
     """
+    if not context.partition_keys:  # what a reversed --partition-range END...START gives
+        raise dg.Failure(
+            description="this run targets no day: give the range as START...END, start first "
+            "(e.g. --partition-range 2021-01-01...2021-01-31)",
+            allow_retries=False,
+        )
     if lambda_fanout.enabled:
         yield from _run_in_lambda(context, lambda_fanout, covid_api.iso_code)
         return

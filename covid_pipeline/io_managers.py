@@ -16,6 +16,7 @@ import pyarrow as pa
 from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core import storage, transform
+from covid_pipeline.core.config import storage_problems
 from covid_pipeline.core.pipeline import write_days
 
 
@@ -33,7 +34,13 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     s3: dg.ResourceDependency[S3Resource]
 
     def store(self) -> storage.Store:
-        """The bucket or directory this manager writes to."""
+        """The bucket or directory this manager writes to (run config is checked again here)."""
+        problems = storage_problems(self.bucket_name, self.prefix)
+        if problems:
+            raise dg.Failure(
+                description="hive_parquet_io_manager config: " + "; ".join(problems),
+                allow_retries=False,
+            )
         if self.bucket_name:
             return storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
         return storage.LocalStore(self.warehouse_dir)

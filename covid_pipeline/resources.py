@@ -14,6 +14,7 @@ from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core import crawler, glue, local_catalog, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+from covid_pipeline.core.config import ConfigError
 
 Logger = logging.Logger | dg.DagsterLogManager
 
@@ -30,15 +31,24 @@ class CovidApiResource(dg.ConfigurableResource):
     backoff_s: float = 0.5
 
     def client(self) -> CovidApiClient:
-        """A client with one pooled HTTP session, sized for `fetch_concurrency` threads."""
-        return CovidApiClient(
-            self.api_url,
-            self.iso_code,
-            connect_timeout_s=self.connect_timeout_s,
-            read_timeout_s=self.read_timeout_s,
-            retry=RetryPolicy(max_retries=self.max_retries, backoff_s=self.backoff_s),
-            pool_size=self.fetch_concurrency,
-        )
+        """A client with one pooled HTTP session, sized for `fetch_concurrency` threads.
+
+        Run config can override these fields in the launchpad, past load_settings: the core
+        client validates them again, and a bad value fails the run without a retry.
+        """
+        try:
+            return CovidApiClient(
+                self.api_url,
+                self.iso_code,
+                connect_timeout_s=self.connect_timeout_s,
+                read_timeout_s=self.read_timeout_s,
+                retry=RetryPolicy(max_retries=self.max_retries, backoff_s=self.backoff_s),
+                pool_size=self.fetch_concurrency,
+            )
+        except ConfigError as error:
+            raise dg.Failure(
+                description=f"covid_api config: {error}", allow_retries=False
+            ) from None
 
 
 class CatalogResource(dg.ConfigurableResource):

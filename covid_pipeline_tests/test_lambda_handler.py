@@ -129,29 +129,51 @@ def test_lambda_handler_reports_failed_days_and_keeps_the_others(
     assert answer["failed"] == {"2021-01-02": "record 0 (Alabama): missing required field 'deaths'"}
 
 
+def bad_event(event: object, message: str, case: str):  # one row of docs/reliability.md
+    mark = pytest.mark.reliability(
+        "Bad input",
+        f"Lambda event: {case}",
+        "InvalidEventError naming it; nothing fetched or written",
+    )
+    return pytest.param(event, message, marks=mark, id=case)
+
+
 @pytest.mark.parametrize(
     ("event", "message"),
     [
-        ({}, "start_date is missing .*; end_date is missing"),
-        ({"start_date": "2021-01-01"}, "end_date is missing"),
-        (
+        bad_event({}, "start_date is missing .*; end_date is missing", "no dates"),
+        bad_event({"start_date": "2021-01-01"}, "end_date is missing", "one date missing"),
+        bad_event(
             {"start_date": "2021/01/01", "end_date": "2021-01-02"},
             "'2021/01/01' is not a YYYY-MM-DD",
+            "a malformed date",
         ),
-        ({"start_date": "2021-01-05", "end_date": "2021-01-01"}, "end_date 2021-01-01 is before"),
-        (
+        bad_event(
+            {"start_date": "2021-02-30", "end_date": "2021-03-01"},
+            "'2021-02-30' is not a YYYY-MM-DD",
+            "an impossible date (Feb 30)",
+        ),
+        bad_event(
+            {"start_date": "2021-01-05", "end_date": "2021-01-01"},
+            "end_date 2021-01-01 is before",
+            "a reversed range",
+        ),
+        bad_event(
             {"start_date": "2019-12-31", "end_date": "2023-03-10"},
             "2019-12-31 is outside .*2023-03-10 is outside",
+            "days outside the data's range",
         ),
-        (
+        bad_event(
             {"start_date": 20210101, "end_date": "2021-01-02"},
             "start_date must be a YYYY-MM-DD string",
+            "a number for a date",
         ),
-        (
+        bad_event(
             {"start_date": "2020-01-22", "end_date": "2020-12-31"},
             "345 days is more than one invocation takes \\(100\\)",
+            "more days than MAX_DAYS_PER_INVOCATION",
         ),
-        ([], "must be a JSON object"),
+        bad_event([], "must be a JSON object", "not a JSON object"),
     ],
 )
 def test_lambda_handler_refuses_bad_events_before_writing(
@@ -174,6 +196,31 @@ def test_lambda_handler_names_every_bad_environment_variable(
     with pytest.raises(ConfigError) as error:
         module.handler({"start_date": "2021-01-01", "end_date": "2021-01-01"}, FakeContext())
     assert "BUCKET_NAME is required" in str(error.value) and "ISO_CODE 'U.S.'" in str(error.value)
+
+
+@pytest.mark.reliability(
+    "Bad input",
+    "Lambda env: ISO_CODE with a query injection, PREFIX with '..', a bad bucket name, an "
+    "API_URL that is not http(s)",
+    "ConfigError listing all four; nothing fetched or written",
+)
+def test_lambda_handler_refuses_unsafe_environment_before_any_request(
+    handler_module: ModuleType, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name, value in {
+        "ISO_CODE": "USA&iso=CAN", "PREFIX": "lake/../elsewhere",
+        "BUCKET_NAME": "Not_A_Bucket", "API_URL": "file:///etc/passwd",
+    }.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    module = importlib.reload(handler_module)
+    with pytest.raises(ConfigError) as error:
+        module.handler({"start_date": "2021-01-01", "end_date": "2021-01-01"}, FakeContext())
+    message = str(error.value)
+    assert "ISO_CODE 'USA&ISO=CAN' must be three letters" in message
+    assert "PREFIX 'lake/../elsewhere' must not contain '..'" in message
+    assert "BUCKET_NAME 'Not_A_Bucket' is not a valid S3 bucket name" in message
+    assert "API_URL 'file:///etc/passwd' must be an http:// or https:// URL" in message
+    assert replay.stats()["requests"] == 0
 
 
 def test_lambda_handler_reuses_its_clients_and_resets_the_breaker_when_warm(

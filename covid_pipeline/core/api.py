@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
+from covid_pipeline.core.config import ConfigError, api_url_problems, iso_code_problems
+
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -73,6 +75,10 @@ class CovidApiClient:
         pool_size: int = 8,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        """Raises ConfigError for a base URL or country code that is not safe to use."""
+        problems = api_url_problems(base_url.rstrip("/")) + iso_code_problems(iso_code)
+        if problems:
+            raise ConfigError("; ".join(problems))
         self.base_url = base_url.rstrip("/")
         self.iso_code = iso_code
         self.timeout = (connect_timeout_s, read_timeout_s)

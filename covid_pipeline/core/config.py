@@ -111,14 +111,10 @@ def load_settings(
     problems += [f"{name} is required here but not set" for name in required if not get(name)]
 
     api_url = (get("API_URL") or DEFAULT_API_URL).rstrip("/")
-    if urlsplit(api_url).scheme not in ("http", "https") or not urlsplit(api_url).netloc:
-        problems.append(f"API_URL {api_url!r} must be an http:// or https:// URL")
+    problems += api_url_problems(api_url)
 
     iso_code = (get("ISO_CODE") or DEFAULT_ISO_CODE).upper()
-    if not _ISO_CODE.match(iso_code):
-        problems.append(
-            f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)"
-        )
+    problems += iso_code_problems(iso_code)
 
     bucket_name = get("BUCKET_NAME")
     if bucket_name is not None:
@@ -215,6 +211,43 @@ def load_settings(
     )
 
 
+def api_url_problems(url: str) -> list[str]:
+    """Why `url` cannot be the API's base URL: only http(s) with a host, nothing to hide."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"API_URL {url!r} must be an http:// or https:// URL"]
+    if parts.username or parts.password:
+        return ["API_URL must not carry a user or password (it would show in logs and the UI)"]
+    if parts.query or parts.fragment:
+        return [f"API_URL {url!r} must be a base URL, without ?query or #fragment"]
+    return []
+
+
+def iso_code_problems(iso_code: str) -> list[str]:
+    """Why `iso_code` is not a country code.
+
+    Exactly three letters A-Z, so nothing else can ride along into the query or the prefix.
+    """
+    if _ISO_CODE.match(iso_code):
+        return []
+    return [f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)"]
+
+
+def storage_problems(bucket_name: str | None, prefix: str) -> list[str]:
+    """Why a bucket and prefix cannot be written to as given.
+
+    For values set outside load_settings, such as Dagster run config; the prefix must
+    already be normalised.
+    """
+    problems = _bucket_name_problems(bucket_name) if bucket_name else []
+    normalised, problem = normalise_prefix(prefix)
+    if problem:
+        problems.append(problem)
+    elif normalised != prefix:
+        problems.append(f"PREFIX {prefix!r} must not start or end with '/' (use {normalised!r})")
+    return problems
+
+
 def normalise_prefix(prefix: str) -> tuple[str, str | None]:
     """Strip leading and trailing slashes; refuse anything that could escape or blur the layout.
 
@@ -225,7 +258,7 @@ def normalise_prefix(prefix: str) -> tuple[str, str | None]:
     segments = stripped.split("/")
     if not stripped:
         return stripped, f"PREFIX {prefix!r} is empty once its slashes are stripped"
-    if any(segment in ("", ".", "..") for segment in segments):
+    if any(segment in ("", ".", "..") for segment in segments):  # no escape, no blur
         return stripped, f"PREFIX {prefix!r} must not contain '..', '.' or empty segments ('//')"
     if not all(_PREFIX_SEGMENT.match(segment) for segment in segments):
         return stripped, (
