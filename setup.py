@@ -25,6 +25,7 @@ setup(
             "pytest-timeout==2.4.0",
             "moto[server]==5.2.5",
             "pyparsing==3.3.3",  # moto's Glue needs it
+            "cryptography==50.0.2",  # a self-signed certificate for the TLS tests
             "ruff==0.17.6",
         ],
         "lambda": LAMBDA,

@@ -184,6 +184,16 @@ class CovidApiClient:
             response = self._session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout as error:
             raise _Transient(f"timed out ({type(error).__name__})") from None
+        except requests.exceptions.SSLError as error:
+            # Not retried, and never answered by turning verification off: a certificate
+            # that fails now will fail in a minute, and may mean someone is in between.
+            raise ApiError(
+                day,
+                f"TLS certificate verification failed for {urlsplit(url).netloc} "
+                f"({_tls_reason(error)}). If a proxy with its own CA sits in between, set "
+                "REQUESTS_CA_BUNDLE to that CA's bundle (PEM).",
+                transient=False,
+            ) from None
         except requests.ConnectionError as error:
             raise _Transient(f"connection failed ({type(error).__name__})") from None
         except requests.exceptions.ChunkedEncodingError:
@@ -224,6 +234,15 @@ def _retry_after_seconds(value: str | None) -> float | None:
     except (TypeError, ValueError):
         return None
     return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
+
+
+def _tls_reason(error: Exception) -> str:
+    text = str(error)
+    for reason in ("certificate verify failed", "hostname mismatch", "wrong version number"):
+        if reason in text:
+            start = text.index(reason)
+            return text[start : text.find(")", start) if ")" in text[start:] else None]
+    return type(error).__name__
 
 
 def _snippet(text: str) -> str:

@@ -17,6 +17,7 @@ import functools
 import json
 import re
 import socket
+import ssl
 import struct
 import sys
 import threading
@@ -52,6 +53,7 @@ _COUNT_FIELDS = (
     "active_diff",
 )
 _ISO_PATTERN = re.compile(r"^[A-Z]{3}$")
+_ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"  # what a CDN sends
 
 
 @dataclasses.dataclass
@@ -86,6 +88,7 @@ class ReplayServer:
         latency_s: float = 0.0,
         page_size: int | None = None,
         faults: Sequence[Fault] = (),
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.latency_s = latency_s
         self.page_size = page_size
@@ -98,13 +101,16 @@ class ReplayServer:
         self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.daemon_threads = True  # hung requests must not block shutdown
         self._httpd.replay = self  # type: ignore[attr-defined]
+        if tls is not None:  # HTTPS, for the tests of certificate verification
+            self._httpd.socket = tls.wrap_socket(self._httpd.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
         """Base URL of the API, e.g. http://127.0.0.1:41234/api."""
         host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/api"
+        return f"{self._scheme}://{host}:{port}/api"
 
     def start(self) -> "ReplayServer":
         """Serve in a background thread."""
@@ -260,8 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         elif fault.kind == "malformed":
             self._send_bytes(200, b'{"data": [{"date": "', "application/json")
         elif fault.kind == "html":
-            page = b"<html><body><h1>502 Bad Gateway</h1></body></html>"
-            self._send_bytes(fault.status if fault.status != 503 else 502, page, "text/html")
+            self._send_bytes(fault.status if fault.status != 503 else 502, _ERROR_PAGE, "text/html")
         else:
             return False
         return True
