@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install ceph demo dev replay test test-fast lint fmt infra-check lambda-package bench clean
+.PHONY: install ceph demo dev replay test test-fast lint fmt reliability-doc infra-check lambda-package bench clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +33,9 @@ test: install ceph  ## everything: end-to-end CLI and UI backfills, the Lambda z
 
 test-fast: install  ## everything but the end-to-end tests (seconds)
 	$(PY) -m pytest -m "not slow"
+
+reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
+	$(PY) -m covid_pipeline_tests.reliability
 
 lint: install
 	$(BIN)/ruff check .

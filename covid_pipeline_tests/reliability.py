@@ -6,7 +6,11 @@ table lists every marked test; `make reliability-doc` writes it, and
 `test_reliability_doc.py` fails when the document and the tests disagree, so it stays true.
 """
 
+import subprocess
+import sys
+import tempfile
 from collections.abc import Iterable
+from pathlib import Path
 
 import pytest
 
@@ -55,3 +59,30 @@ def section(document: str) -> str:
     """The table as it stands in a document (BEGIN to END, both included)."""
     start, end = document.index(BEGIN), document.index(END) + len(END)
     return document[start:end] + "\n"
+
+
+DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
+
+
+def collected_table() -> str:
+    """Collect the tests (without running them) in a fresh interpreter; return their table."""
+    with tempfile.TemporaryDirectory() as folder:
+        out = Path(folder) / "table.md"
+        result = subprocess.run(
+            [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider",
+             f"--reliability-table={out}", "covid_pipeline_tests"],
+            cwd=DOCUMENT.parent.parent, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+        if result.returncode != 0:
+            raise RuntimeError(f"collecting the tests failed:\n{result.stdout[-3000:]}")
+        return out.read_text()
+
+
+def main() -> None:
+    """Rewrite the table in docs/reliability.md from the tests (`make reliability-doc`)."""
+    document = DOCUMENT.read_text()
+    DOCUMENT.write_text(document.replace(section(document), collected_table()))
+
+
+if __name__ == "__main__":
+    main()

@@ -102,6 +102,11 @@ def test_api_follows_pagination(replay: ReplayServer) -> None:
     assert replay.stats()["requests"] == 4  # 14 records, 4 per page
 
 
+@pytest.mark.reliability(
+    "Security",
+    "a next_page_url that points at another host",
+    "that day fails at once: 'leaves the API's origin'; the other host is never asked",
+)
 def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
     replay.page_size = 4
     replay.link_base = "http://elsewhere.invalid/api"  # a proxy that rewrites links, say
@@ -110,6 +115,12 @@ def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
     assert replay.stats()["requests"] == 1
 
 
+@pytest.mark.reliability(
+    "API",
+    "the API is down (connection refused)",
+    "each day fails after its retries; after 50 failures in a row the rest fail at once "
+    "without a request (circuit breaker)",
+)
 def test_api_fails_fast_once_the_api_is_down() -> None:
     sleep = SleepRecorder()
     client = make_client(f"http://127.0.0.1:{free_port()}/api", sleep, circuit_breaker=6)

@@ -33,6 +33,12 @@ def test_config_reads_every_variable() -> None:
     assert (settings.fetch_concurrency, settings.http_read_timeout_s) == (16, 2.5)
 
 
+@pytest.mark.reliability(
+    "Bad input",
+    "several bad variables at once (API_URL ftp://, ISO_CODE with a path, a bad bucket, PREFIX "
+    "with '..', a non-number, a number out of range)",
+    "one ConfigError listing every problem, at definitions load",
+)
 def test_config_lists_every_problem_at_once() -> None:
     with pytest.raises(ConfigError) as error:
         load_settings(
@@ -57,11 +63,32 @@ def test_config_lists_every_problem_at_once() -> None:
         assert name in message
 
 
+@pytest.mark.reliability(
+    "Bad input",
+    "PREFIX with '..', '.', empty segments ('//'), a space, a date= folder, or only slashes",
+    "refused with a message naming the rule (every entry point reads PREFIX through this)",
+)
 @pytest.mark.parametrize("prefix", ["a//b", "..", "a/./b", "a b", "x/date=2021-01-01", "///"])
 def test_config_refuses_prefixes_that_blur_the_layout(prefix: str) -> None:
     assert normalise_prefix(prefix)[1] is not None
+    with pytest.raises(ConfigError, match="PREFIX"):
+        load_settings({"PREFIX": prefix})
 
 
+@pytest.mark.reliability(
+    "Bad input",
+    "PREFIX with leading or trailing slashes ('/lake/usa/')",
+    "normalised to 'lake/usa': keys never start with '/' or hold '//'",
+)
+def test_config_normalises_a_prefix_with_outer_slashes() -> None:
+    assert load_settings({"PREFIX": "/lake/usa/"}).prefix == "lake/usa"
+
+
+@pytest.mark.reliability(
+    "Bad input",
+    "an invalid BUCKET_NAME (too short, s3:// given, uppercase, '..', an IP address, a dash first)",
+    "refused at load with the S3 naming rules",
+)
 @pytest.mark.parametrize("bucket", ["ab", "s3://bucket", "UPPER", "a..b", "192.168.1.1", "-dash"])
 def test_config_refuses_invalid_bucket_names(bucket: str) -> None:
     with pytest.raises(ConfigError, match="BUCKET_NAME"):

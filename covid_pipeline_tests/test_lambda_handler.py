@@ -16,6 +16,7 @@ import dagster as dg
 import pytest
 
 from covid_pipeline.core.config import ConfigError, load_settings
+from covid_pipeline.core.storage import StorageAccessError
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import s3_keys
@@ -118,6 +119,11 @@ def test_lambda_handler_returns_remaining_days_at_its_deadline(
     assert replay.stats()["max_requests_per_day"] == 1  # no day fetched twice
 
 
+@pytest.mark.reliability(
+    "API",
+    "Lambda: a required field missing from one day's records",
+    "that day is listed in `failed` with the record and field; the other days are written",
+)
 def test_lambda_handler_reports_failed_days_and_keeps_the_others(
     handler_module: ModuleType, lambda_env: str, replay: ReplayServer
 ) -> None:
@@ -220,6 +226,23 @@ def test_lambda_handler_refuses_unsafe_environment_before_any_request(
     assert "PREFIX 'lake/../elsewhere' must not contain '..'" in message
     assert "BUCKET_NAME 'Not_A_Bucket' is not a valid S3 bucket name" in message
     assert "API_URL 'file:///etc/passwd' must be an http:// or https:// URL" in message
+    assert replay.stats()["requests"] == 0
+
+
+@pytest.mark.reliability(
+    "Storage",
+    "Lambda: BUCKET_NAME names a bucket that does not exist (moto, Ceph RGW)",
+    "the invocation fails with StorageAccessError naming the bucket, before any fetch",
+)
+def test_lambda_handler_stops_before_fetching_when_the_bucket_is_missing(
+    handler_module: ModuleType, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("BUCKET_NAME", "no-such-bucket-anywhere")
+    module = importlib.reload(handler_module)
+    with pytest.raises(
+        StorageAccessError, match=r"s3://no-such-bucket-anywhere/lambda/usa: NoSuchBucket"
+    ):
+        module.handler({"start_date": "2021-01-01", "end_date": "2021-01-31"}, FakeContext())
     assert replay.stats()["requests"] == 0
 
 

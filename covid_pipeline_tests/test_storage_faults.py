@@ -59,6 +59,7 @@ def proxy(
     """The fault proxy in front of the test's S3 server (its bucket made); boto3 goes through it."""
     proxy = S3FaultProxy(s3_server.endpoint)
     monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)  # it keeps the endpoint it first saw
     yield proxy
     proxy.stop()
 
@@ -225,3 +226,38 @@ def test_storage_unwritable_warehouse_fails_the_run_before_fetching(
     assert f"cannot write under the warehouse {warehouse}" in message
     assert "the file system is read-only" in message
     assert replay.stats()["requests"] == 0  # nothing fetched, and the step was not retried
+
+
+@reliability(
+    "Storage",
+    "S3 answers 503 SlowDown to a burst of PUTs from the Dagster IO manager (moto)",
+    "recovered: the run succeeds, every day materialized and written",
+)
+def test_storage_io_manager_rides_out_slowdown(
+    request: pytest.FixtureRequest, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    use_s3_server(request, "moto")
+    bucket = new_bucket()
+    proxy = S3FaultProxy(request.getfixturevalue("aws"))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    proxy.slowdowns = 3
+    try:
+        settings = load_settings({"API_URL": replay.url, "BUCKET_NAME": bucket, "PREFIX": PREFIX})
+        defs = build_definitions(settings)
+        with dg.instance_for_test() as instance:
+            result = dg.materialize(
+                defs.assets,  # type: ignore[arg-type]
+                selection=[dg.AssetKey("covid_daily_reports")],
+                resources=defs.resources,
+                instance=instance,
+                tags={
+                    "dagster/asset_partition_range_start": "2021-01-01",
+                    "dagster/asset_partition_range_end": "2021-01-05",
+                },
+            )
+    finally:
+        proxy.stop()
+    assert result.success
+    assert proxy.served["PUT 503"] == 3 and proxy.served["PUT 200"] == 5
+    assert len(result.asset_materializations_for_node("covid_daily_reports")) == 5
