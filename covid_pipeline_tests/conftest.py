@@ -1,5 +1,6 @@
 """Shared fixtures: the replay API and an S3 server, both real HTTP servers on 127.0.0.1."""
 
+import contextlib
 import datetime as dt
 import os
 import socket
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import dagster as dg
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
@@ -198,6 +200,39 @@ def function_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from covid_pipeline_tests.lambda_runtime import build_function_root
 
     return build_function_root(tmp_path_factory.mktemp("lambda"))
+
+
+DAILY = dg.AssetKey("covid_daily_reports")
+
+
+def materialize_days(
+    defs: dg.Definitions,
+    first: str,
+    last: str | None = None,
+    *,
+    instance: dg.DagsterInstance | None = None,
+    resources: dict[str, Any] | None = None,
+    run_config: dict[str, Any] | None = None,
+    selection: list[dg.AssetKey] | None = [DAILY],  # noqa: B006 (never mutated)
+) -> dg.ExecuteInProcessResult:
+    """One in-process run over first..last (both included), as a single-run backfill runs it.
+
+    `selection` None runs every asset; a failed run is returned, not raised.
+    """
+    tags = {
+        "dagster/asset_partition_range_start": first,
+        "dagster/asset_partition_range_end": last or first,
+    }
+    with contextlib.ExitStack() as stack:
+        return dg.materialize(
+            defs.assets,  # type: ignore[arg-type]
+            selection=selection,
+            resources=defs.resources if resources is None else resources,
+            instance=instance or stack.enter_context(dg.instance_for_test()),
+            tags=tags,
+            run_config=run_config,
+            raise_on_error=False,
+        )
 
 
 def failure_message(result: Any) -> str:

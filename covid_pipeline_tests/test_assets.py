@@ -13,7 +13,7 @@ from covid_pipeline.core.transform import to_table
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import failure_message, s3_keys
+from covid_pipeline_tests.conftest import failure_message, materialize_days, s3_keys
 
 KEY = dg.AssetKey("covid_daily_reports")
 
@@ -45,19 +45,7 @@ def instance() -> Iterator[dg.DagsterInstance]:
 def materialize(
     defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str | None = None
 ) -> dg.ExecuteInProcessResult:
-    """One run of the daily asset over first..last, as a single-run backfill launches it."""
-    tags = {
-        "dagster/asset_partition_range_start": first,
-        "dagster/asset_partition_range_end": last or first,
-    }
-    return dg.materialize(
-        defs.assets,  # type: ignore[arg-type]
-        selection=[KEY],
-        resources=defs.resources,
-        instance=instance,
-        tags=tags,
-        raise_on_error=False,
-    )
+    return materialize_days(defs, first, last, instance=instance)
 
 
 def test_asset_writes_the_exact_s3_key_and_round_trips(defs, instance, s3_bucket: str) -> None:

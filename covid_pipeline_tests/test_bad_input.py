@@ -9,13 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-import dagster as dg
 import pytest
 
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import failure_message
+from covid_pipeline_tests.conftest import failure_message, materialize_days
 
 pytestmark = pytest.mark.usefixtures("replay")
 
@@ -53,17 +52,9 @@ def test_bad_input_run_config_fails_the_run_before_any_request(
         "covid_api": {"api_url": replay.url, "iso_code": "USA"},
         "hive_parquet_io_manager": {"prefix": settings.prefix},
     }
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            defs.assets,  # type: ignore[arg-type]
-            selection=[dg.AssetKey("covid_daily_reports")],
-            resources=defs.resources,
-            instance=instance,
-            partition_key="2021-01-05",
-            # What the launchpad sends when a resource's field is edited before a launch.
-            run_config={"resources": {resource: {"config": {**required[resource], field: value}}}},
-            raise_on_error=False,
-        )
+    # What the launchpad sends when a resource's field is edited before a launch.
+    run_config = {"resources": {resource: {"config": {**required[resource], field: value}}}}
+    result = materialize_days(defs, "2021-01-05", run_config=run_config)
     assert message in failure_message(result)
     assert replay.stats()["requests"] == 0  # and so not retried either
     assert list(tmp_path.rglob("*.parquet")) == []

@@ -12,7 +12,7 @@ from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.glue import registered_days
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import s3_keys
+from covid_pipeline_tests.conftest import materialize_days, s3_keys
 
 DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")
 
@@ -25,15 +25,9 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 def backfill(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str):
     """Both assets in one run over first..last, as `dagster asset materialize` runs them."""
-    return dg.materialize(
-        defs.assets,  # type: ignore[arg-type]
-        resources=defs.resources,
-        instance=instance,
-        tags={
-            "dagster/asset_partition_range_start": first,
-            "dagster/asset_partition_range_end": last,
-        },
-    )
+    result = materialize_days(defs, first, last, instance=instance, selection=None)
+    assert result.success
+    return result
 
 
 def catalog_metadata(result: dg.ExecuteInProcessResult) -> dict:

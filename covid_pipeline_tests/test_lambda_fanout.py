@@ -18,7 +18,7 @@ from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import failure_message, s3_keys
+from covid_pipeline_tests.conftest import failure_message, materialize_days, s3_keys
 from covid_pipeline_tests.lambda_runtime import (
     LambdaRuntime,
     LocalLambdaClient,
@@ -62,18 +62,7 @@ def fan_out(replay: ReplayServer, bucket: str, first: str, last: str) -> dg.Exec
     defs = build_definitions(load_settings(env))
     fanout = defs.resources["lambda_fanout"]
     resources = {**defs.resources, "lambda_fanout": LocalFanout(**fanout.model_dump())}
-    with dg.instance_for_test() as instance:
-        return dg.materialize(
-            defs.assets,  # type: ignore[arg-type]
-            selection=[dg.AssetKey("covid_daily_reports")],
-            resources=resources,
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": first,
-                "dagster/asset_partition_range_end": last,
-            },
-            raise_on_error=False,
-        )
+    return materialize_days(defs, first, last, resources=resources)
 
 
 def test_fanout_materializes_a_range_through_parallel_invocations(

@@ -12,14 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 
-import dagster as dg
 import pytest
 
 from covid_pipeline.core.config import ConfigError, load_settings
 from covid_pipeline.core.storage import StorageAccessError
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import s3_keys
+from covid_pipeline_tests.conftest import (
+    S3_SERVERS,
+    materialize_days,
+    new_bucket,
+    s3_keys,
+    use_s3_server,
+)
 
 
 @dataclass
@@ -37,15 +42,25 @@ class FakeContext:
         return value
 
 
-@pytest.fixture
-def lambda_env(replay: ReplayServer, any_s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    """The design's environment, writing to a fresh bucket on each S3 server (moto, Ceph RGW)."""
+@pytest.fixture(params=S3_SERVERS)
+def lambda_env(
+    request: pytest.FixtureRequest, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> str:
+    """The design's environment, writing to a fresh bucket on each S3 server (moto, Ceph RGW).
+
+    Tests of input that is refused before any write ask for moto alone (ONLY_MOTO).
+    """
+    use_s3_server(request, request.param)
+    bucket = new_bucket()
     for name, value in {
-        "BUCKET_NAME": any_s3_bucket, "API_URL": replay.url, "ISO_CODE": "USA",
+        "BUCKET_NAME": bucket, "API_URL": replay.url, "ISO_CODE": "USA",
         "PREFIX": "lambda/usa", "FETCH_CONCURRENCY": "2", "HTTP_BACKOFF": "0",
     }.items():  # fmt: skip
         monkeypatch.setenv(name, value)
-    return any_s3_bucket
+    return bucket
+
+
+ONLY_MOTO = pytest.mark.parametrize("lambda_env", ["moto"], indirect=True)
 
 
 @pytest.fixture
@@ -83,17 +98,7 @@ def assert_same_objects_as_the_dagster_asset(
         {"API_URL": replay.url, "BUCKET_NAME": bucket, "PREFIX": "dagster/usa"}
     )
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance:
-        assert dg.materialize(
-            defs.assets,  # type: ignore[arg-type]
-            selection=[dg.AssetKey("covid_daily_reports")],
-            resources=defs.resources,
-            instance=instance,
-            tags={
-                "dagster/asset_partition_range_start": "2021-01-01",
-                "dagster/asset_partition_range_end": "2021-01-31",
-            },
-        ).success
+    assert materialize_days(defs, "2021-01-01", "2021-01-31").success
     keys = s3_keys(bucket)
     ours = days_in(bucket, f"{prefix}/")
     assert ours == days_in(bucket, "dagster/") and len(ours) == days
@@ -182,6 +187,7 @@ def bad_event(event: object, message: str, case: str):  # one row of docs/reliab
         bad_event([], "must be a JSON object", "not a JSON object"),
     ],
 )
+@ONLY_MOTO
 def test_lambda_handler_refuses_bad_events_before_writing(
     handler_module: ModuleType, lambda_env: str, replay: ReplayServer,
     monkeypatch: pytest.MonkeyPatch, event: object, message: str,
@@ -193,6 +199,7 @@ def test_lambda_handler_refuses_bad_events_before_writing(
     assert s3_keys(lambda_env) == {} and replay.stats()["requests"] == 0
 
 
+@ONLY_MOTO
 def test_lambda_handler_names_every_bad_environment_variable(
     handler_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,6 +217,7 @@ def test_lambda_handler_names_every_bad_environment_variable(
     "API_URL that is not http(s)",
     "ConfigError listing all four; nothing fetched or written",
 )
+@ONLY_MOTO
 def test_lambda_handler_refuses_unsafe_environment_before_any_request(
     handler_module: ModuleType, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -25,7 +25,7 @@ from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import PROJECT_ROOT
+from covid_pipeline_tests.conftest import PROJECT_ROOT, materialize_days
 
 DAY = dt.date(2021, 1, 15)
 
@@ -168,13 +168,7 @@ def test_security_credentials_never_reach_dagster_logs_or_ui(
     settings = load_settings({"API_URL": replay.url, "BUCKET_NAME": s3_bucket})
     defs = build_definitions(settings)
     with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            defs.assets,  # type: ignore[arg-type]
-            selection=[dg.AssetKey("covid_daily_reports")],
-            resources=defs.resources,
-            instance=instance,
-            partition_key="2021-01-15",
-        )
+        result = materialize_days(defs, "2021-01-15", instance=instance)
         assert result.success
         logged = [record.to_json() for record in instance.all_logs(result.run_id)]
         run = instance.get_run_by_id(result.run_id)

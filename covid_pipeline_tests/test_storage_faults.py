@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
-import dagster as dg
 import pytest
 
 from covid_pipeline.core import pipeline, storage
@@ -23,7 +22,13 @@ from covid_pipeline.core.transform import to_table
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import S3Server, failure_message, new_bucket, use_s3_server
+from covid_pipeline_tests.conftest import (
+    S3Server,
+    failure_message,
+    materialize_days,
+    new_bucket,
+    use_s3_server,
+)
 from covid_pipeline_tests.s3_fault_proxy import S3FaultProxy
 
 reliability = pytest.mark.reliability
@@ -213,15 +218,7 @@ def test_storage_unwritable_warehouse_fails_the_run_before_fetching(
     warehouse = mount_tmpfs("readonly", 64, read_only=True)
     settings = load_settings({"API_URL": replay.url, "WAREHOUSE_DIR": str(warehouse)})
     defs = build_definitions(settings)
-    with dg.instance_for_test() as instance:
-        result = dg.materialize(
-            defs.assets,  # type: ignore[arg-type]
-            selection=[dg.AssetKey("covid_daily_reports")],
-            resources=defs.resources,
-            instance=instance,
-            partition_key="2021-01-05",
-            raise_on_error=False,
-        )
+    result = materialize_days(defs, "2021-01-05")
     message = failure_message(result)
     assert f"cannot write under the warehouse {warehouse}" in message
     assert "the file system is read-only" in message
@@ -245,17 +242,7 @@ def test_storage_io_manager_rides_out_slowdown(
     try:
         settings = load_settings({"API_URL": replay.url, "BUCKET_NAME": bucket, "PREFIX": PREFIX})
         defs = build_definitions(settings)
-        with dg.instance_for_test() as instance:
-            result = dg.materialize(
-                defs.assets,  # type: ignore[arg-type]
-                selection=[dg.AssetKey("covid_daily_reports")],
-                resources=defs.resources,
-                instance=instance,
-                tags={
-                    "dagster/asset_partition_range_start": "2021-01-01",
-                    "dagster/asset_partition_range_end": "2021-01-05",
-                },
-            )
+        result = materialize_days(defs, "2021-01-01", "2021-01-05")
     finally:
         proxy.stop()
     assert result.success
