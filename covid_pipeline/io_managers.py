@@ -17,7 +17,7 @@ from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core import storage, transform
 from covid_pipeline.core.config import storage_problems
-from covid_pipeline.core.pipeline import write_days
+from covid_pipeline.core.pipeline import short_list, write_days
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -77,7 +77,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             _add_partition_metadata(context, days, day, day_metadata(written[day]))
         skipped = [day for day, file in written.items() if file is None]
         if skipped:
-            context.log.info(f"skipped {len(skipped)} days without data: {_short(skipped)}")
+            context.log.info(f"skipped {len(skipped)} days without data: {short_list(skipped)}")
         if len(days) > 1:
             context.add_output_metadata(
                 {
@@ -138,9 +138,3 @@ def _add_partition_metadata(
     # partition-scoped metadata that assets set with context.add_asset_metadata. Dagster
     # merges it into that day's materialization event after handle_output returns.
     context.step_context.add_asset_metadata(metadata, partition_key=day)
-
-
-def _short(days: list[str], shown: int = 10) -> str:
-    days = sorted(days)
-    more = f" and {len(days) - shown} more" if len(days) > shown else ""
-    return ", ".join(days[:shown]) + more

@@ -176,9 +176,16 @@ def write_days(
 def stopped_by(error: StorageAccessError, written: list[str], total: int) -> StorageAccessError:
     """`error`, plus what was written before it: partial work is reported, not hidden."""
     done = f"{len(written)} of {total} days were written before it" + (
-        f" ({written[0]}..{written[-1]}, each file whole)" if written else ""
+        f" ({short_list(written)}; each file whole)" if written else ""
     )
     return StorageAccessError(f"{error}\nStopped: {done}; no further day was started.")
+
+
+def short_list(days: list[str], shown: int = 10) -> str:
+    """`a, b, c and 5 more`: days for a log line or a message, in order."""
+    days = sorted(days)
+    more = f" and {len(days) - shown} more" if len(days) > shown else ""
+    return ", ".join(days[:shown]) + more
 
 
 @dataclass
