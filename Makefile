@@ -28,10 +28,10 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline.replay --port 8000
 
-test: install ceph  ## everything: end-to-end CLI and UI backfills, the Lambda zip, the fan-out (about 5 minutes)
+test: install ceph  ## everything: end-to-end backfills, the Lambda zip, faults, Ceph RGW (about 9 minutes)
 	$(PY) -m pytest
 
-test-fast: install  ## everything but the end-to-end tests (seconds)
+test-fast: install  ## everything but the end-to-end tests (about 3 minutes)
 	$(PY) -m pytest -m "not slow"
 
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
