@@ -248,3 +248,14 @@ def test_storage_io_manager_rides_out_slowdown(
     assert result.success
     assert proxy.served["PUT 503"] == 3 and proxy.served["PUT 200"] == 5
     assert len(result.asset_materializations_for_node("covid_daily_reports")) == 5
+
+
+@reliability(
+    "Storage",
+    "WAREHOUSE_DIR names a file, not a folder",
+    "refused before any fetch: StorageAccessError 'a file stands where a folder belongs'",
+)
+def test_storage_warehouse_that_is_a_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "warehouse").write_text("not a folder")
+    with pytest.raises(storage.StorageAccessError, match="a file stands where a folder belongs"):
+        storage.LocalStore(tmp_path / "warehouse").preflight(PREFIX)

@@ -53,7 +53,15 @@ _FATAL_S3_CODES = frozenset(
 )
 # Local errors that every day would meet too: the warehouse cannot be written.
 _FATAL_ERRNOS = frozenset(
-    {errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT, errno.ENOTDIR}
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.EROFS,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.ENOTDIR,
+        errno.EEXIST,
+    }
 )
 _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")  # .tmp-<pid>-...: whose write it was
 
@@ -213,6 +221,7 @@ class LocalStore:
                 errno.EDQUOT: "the disk quota is used up",
                 errno.EROFS: "the file system is read-only",
                 errno.ENOTDIR: "a file stands where a folder belongs",
+                errno.EEXIST: "a file stands where a folder belongs",
             }.get(error.errno, "permission denied")
             raise StorageAccessError(
                 f"cannot write under the warehouse {self.root} ({path}): {cause} "
