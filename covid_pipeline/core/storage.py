@@ -52,17 +52,10 @@ _FATAL_S3_CODES = frozenset(
     }
 )
 # Local errors that every day would meet too: the warehouse cannot be written.
-_FATAL_ERRNOS = frozenset(
-    {
-        errno.EACCES,
-        errno.EPERM,
-        errno.EROFS,
-        errno.ENOSPC,
-        errno.EDQUOT,
-        errno.ENOTDIR,
-        errno.EEXIST,
-    }
-)
+_FATAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC, errno.EDQUOT})
+# A file where a folder belongs is fatal at the warehouse's root, but at one day's folder it
+# is that day's problem alone.
+_FATAL_AT_ROOT_ERRNOS = _FATAL_ERRNOS | {errno.ENOTDIR, errno.EEXIST}
 _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")  # .tmp-<pid>-...: whose write it was
 
 
@@ -204,17 +197,17 @@ class LocalStore:
     def preflight(self, prefix: str) -> None:
         """Create the prefix's folder and a file in it, then remove the file."""
         folder = self.root / prefix
-        with self._fatal_errors(folder):
+        with self._fatal_errors(folder, _FATAL_AT_ROOT_ERRNOS):
             folder.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=folder):
                 pass
 
     @contextlib.contextmanager
-    def _fatal_errors(self, path: Path) -> Iterator[None]:
+    def _fatal_errors(self, path: Path, fatal: frozenset[int] = _FATAL_ERRNOS) -> Iterator[None]:
         try:
             yield
         except OSError as error:
-            if error.errno not in _FATAL_ERRNOS:
+            if error.errno not in fatal:
                 raise
             cause = {
                 errno.ENOSPC: "the disk is full",
