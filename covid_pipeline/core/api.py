@@ -76,10 +76,10 @@ class CovidApiClient:
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         """Raises ConfigError for a base URL or country code that is not safe to use."""
-        problems = api_url_problems(base_url.rstrip("/")) + iso_code_problems(iso_code)
+        self.base_url = base_url.rstrip("/")
+        problems = api_url_problems(self.base_url) + iso_code_problems(iso_code)
         if problems:
             raise ConfigError("; ".join(problems))
-        self.base_url = base_url.rstrip("/")
         self.iso_code = iso_code
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.retry = retry
@@ -237,11 +237,14 @@ def _retry_after_seconds(value: str | None) -> float | None:
 
 
 def _tls_reason(error: Exception) -> str:
+    # OpenSSL's reason, e.g. "certificate verify failed: self-signed certificate", without
+    # the layers of urllib3 and requests wrapped around it.
     text = str(error)
     for reason in ("certificate verify failed", "hostname mismatch", "wrong version number"):
-        if reason in text:
-            start = text.index(reason)
-            return text[start : text.find(")", start) if ")" in text[start:] else None]
+        start = text.find(reason)
+        if start != -1:
+            end = text.find(")", start)
+            return text[start : end if end != -1 else len(text)]
     return type(error).__name__
 
 
