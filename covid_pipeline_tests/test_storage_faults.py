@@ -114,24 +114,20 @@ def test_storage_missing_bucket_stops_before_fetching(
     "stops at once: StorageAccessError naming the bucket, prefix and IAM policy; at "
     "most the days in flight tried",
 )
+@pytest.mark.parametrize("s3_server", ["ceph"], indirect=True)  # moto ignores bucket policies
 def test_storage_access_denied_stops_the_range_at_once(
-    request: pytest.FixtureRequest, replay: ReplayServer, tmp_path: Path
+    proxy: S3FaultProxy, any_s3_bucket: str, replay: ReplayServer, tmp_path: Path
 ) -> None:
-    server = use_s3_server(request, "ceph")  # moto does not enforce bucket policies
-    bucket = new_bucket()
+    bucket = any_s3_bucket
     deny = {"Effect": "Deny", "Principal": "*", "Action": "s3:PutObject",
             "Resource": f"arn:aws:s3:::{bucket}/*"}  # fmt: skip
     boto3.client("s3").put_bucket_policy(
         Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]})
     )
-    proxy = S3FaultProxy(server.endpoint)
-    try:
-        store = storage.S3Store(bucket, boto3.client("s3", endpoint_url=proxy.url), PREFIX)
-        store.preflight(PREFIX)  # listing is allowed: only the first write finds out
-        with pytest.raises(storage.StorageAccessError) as error:
-            backfill(replay, store, tmp_path)
-    finally:
-        proxy.stop()
+    store = storage.S3Store(bucket, boto3.client("s3"), PREFIX)
+    store.preflight(PREFIX)  # listing is allowed: only the first write finds out
+    with pytest.raises(storage.StorageAccessError) as error:
+        backfill(replay, store, tmp_path)
     message = str(error.value)
     assert f"S3 refused to write s3://{bucket}/lake/usa: AccessDenied (HTTP 403)" in message
     assert "Check the IAM policy" in message and "no further day was started" in message
@@ -230,21 +226,15 @@ def test_storage_unwritable_warehouse_fails_the_run_before_fetching(
     "S3 answers 503 SlowDown to a burst of PUTs from the Dagster IO manager (moto)",
     "recovered: the run succeeds, every day materialized and written",
 )
+@pytest.mark.parametrize("s3_server", ["moto"], indirect=True)
 def test_storage_io_manager_rides_out_slowdown(
-    request: pytest.FixtureRequest, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+    proxy: S3FaultProxy, any_s3_bucket: str, replay: ReplayServer
 ) -> None:
-    use_s3_server(request, "moto")
-    bucket = new_bucket()
-    proxy = S3FaultProxy(request.getfixturevalue("aws"))
-    monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
-    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     proxy.slowdowns = 3
-    try:
-        settings = load_settings({"API_URL": replay.url, "BUCKET_NAME": bucket, "PREFIX": PREFIX})
-        defs = build_definitions(settings)
-        result = materialize_days(defs, "2021-01-01", "2021-01-05")
-    finally:
-        proxy.stop()
+    settings = load_settings(
+        {"API_URL": replay.url, "BUCKET_NAME": any_s3_bucket, "PREFIX": PREFIX}
+    )
+    result = materialize_days(build_definitions(settings), "2021-01-01", "2021-01-05")
     assert result.success
     assert proxy.served["PUT 503"] == 3 and proxy.served["PUT 200"] == 5
     assert len(result.asset_materializations_for_node("covid_daily_reports")) == 5
