@@ -10,6 +10,7 @@ import dagster as dg
 from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.assets import build_catalog_asset, covid_daily_reports
+from covid_pipeline.core import storage
 from covid_pipeline.core.config import Settings, load_settings
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.io_managers import HiveParquetIOManager
@@ -24,7 +25,8 @@ from covid_pipeline.resources import (
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for `settings`: S3 and Glue with a bucket, local files and DuckDB without."""
-    s3 = S3Resource()  # credentials, region and endpoint come from boto3's chain
+    # Credentials, region and endpoint come from boto3's chain; retries as every S3 client's.
+    s3 = S3Resource(max_attempts=storage.S3_MAX_ATTEMPTS)
     return dg.Definitions(
         # One step per run: a step subprocess would only add two seconds to every run.
         executor=dg.in_process_executor,

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import boto3
-from botocore.config import Config
 
 from covid_pipeline.core import pipeline, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
@@ -42,9 +41,9 @@ def _cold_start() -> tuple[Settings | None, str | None]:
 
 
 SETTINGS, SETTINGS_ERROR = _cold_start()
-# One pooled connection per concurrent day; boto3's default pool holds only 10.
+# One pooled connection per concurrent day, and the project's S3 retry budget.
 S3 = (
-    boto3.client("s3", config=Config(max_pool_connections=max(10, SETTINGS.fetch_concurrency)))
+    boto3.client("s3", config=storage.s3_client_config(SETTINGS.fetch_concurrency))
     if SETTINGS
     else None
 )

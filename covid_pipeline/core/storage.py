@@ -30,6 +30,7 @@ from typing import Any, Protocol
 import botocore.exceptions
 import pyarrow as pa
 import pyarrow.parquet as pq
+from botocore.config import Config
 
 FILE_NAME = "data.parquet"
 _CONTENT_TYPE = "application/vnd.apache.parquet"
@@ -57,6 +58,20 @@ _FATAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
 # is that day's problem alone.
 _FATAL_AT_ROOT_ERRNOS = _FATAL_ERRNOS | {errno.ENOTDIR, errno.EEXIST}
 _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")  # .tmp-<pid>-...: whose write it was
+
+
+# Attempts per S3 request, the first included, for every S3 client of the project. S3 answers
+# bursts with 503 SlowDown and botocore's standard mode backs off exponentially with jitter,
+# but its default of 3 attempts gave up on a day hit by 3 SlowDowns in a row in the tests.
+S3_MAX_ATTEMPTS = 6
+
+
+def s3_client_config(pool_connections: int = 10) -> Config:
+    """The configuration of an S3 client that writes `pool_connections` days at once."""
+    return Config(
+        retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
+        max_pool_connections=max(10, pool_connections),  # boto3's default pool holds 10
+    )
 
 
 class StorageAccessError(Exception):
