@@ -69,8 +69,9 @@ class _Handler(BaseHTTPRequestHandler):
         proxy: S3FaultProxy = self.server.proxy  # type: ignore[attr-defined]
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if proxy.take_slowdown(self.command):
-            self._answer(503, [("Content-Type", "application/xml")], SLOW_DOWN)
+            # Counted before answering: the client may read `served` as soon as it has the answer.
             proxy.count(self.command, 503)
+            self._answer(503, [("Content-Type", "application/xml")], SLOW_DOWN)
             return
         upstream = http.client.HTTPConnection(*proxy.target, timeout=60)
         try:
@@ -80,8 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
             response = upstream.getresponse()
             payload = response.read()
             kept = [(k, v) for k, v in response.getheaders() if k.lower() not in _HOP_BY_HOP]
-            self._answer(response.status, kept, payload)
             proxy.count(self.command, response.status)
+            self._answer(response.status, kept, payload)
         finally:
             upstream.close()
 
