@@ -67,8 +67,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     Raises:
         InvalidEventError: naming every problem with the event, before anything is written.
         ConfigError: naming every missing or invalid environment variable.
-        StorageAccessError: the bucket cannot be written (missing, access denied, bad keys);
-            checked before the first fetch, and again by every write, which stops the range.
+        StorageAccessError: the bucket cannot be reached or written (missing, access denied,
+            bad keys); checked before the first fetch, and again by every write, which stops
+            the range.
     """
     if SETTINGS is None or S3 is None or API is None:
         raise ConfigError(SETTINGS_ERROR)

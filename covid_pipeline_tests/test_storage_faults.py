@@ -25,6 +25,7 @@ from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import (
     S3Server,
     failure_message,
+    free_port,
     materialize_days,
     new_bucket,
     use_s3_server,
@@ -154,6 +155,32 @@ def test_storage_wrong_secret_is_a_clear_authentication_error(
     assert "SignatureDoesNotMatch (HTTP 403)" in str(error.value)
     assert "check the credentials" in str(error.value)
     assert "not-the-secret" not in str(error.value)  # never echo a secret
+
+
+@reliability(
+    "Storage",
+    "AWS_ENDPOINT_URL points at a port where no S3 server listens",
+    "refused before any fetch: StorageAccessError naming the endpoint and what to check",
+)
+def test_storage_unreachable_endpoint_is_refused_before_fetching(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    endpoint = f"http://127.0.0.1:{free_port()}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
+    # Two attempts instead of six: the backoff between attempts is all the test would spend
+    # its time on, and botocore's retrying is not what is tested here.
+    monkeypatch.setattr(storage, "S3_MAX_ATTEMPTS", 2)
+    settings = load_settings(
+        {"API_URL": replay.url, "BUCKET_NAME": "lake-bucket", "PREFIX": PREFIX}
+    )
+    result = materialize_days(build_definitions(settings), "2021-01-05")
+    assert failure_message(result).startswith(
+        f"could not reach S3 at {endpoint} to list s3://lake-bucket/{PREFIX}: "
+        "EndpointConnectionError. Check AWS_ENDPOINT_URL and AWS_REGION, the network, and "
+        "AWS_CA_BUNDLE if the endpoint uses a private CA."
+    )
+    assert replay.stats()["requests"] == 0  # nothing fetched, and the step was not retried
 
 
 @pytest.fixture

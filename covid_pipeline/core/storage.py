@@ -308,8 +308,18 @@ class S3Store:
         Listing is what the Lambda's role may do under its prefix; a policy that allows it but
         denies writing is only found by the first write, which then stops the run.
         """
-        with self._fatal_errors("list"):
-            self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        try:
+            with self._fatal_errors("list"):
+                self.client.list_objects_v2(Bucket=self.bucket, Prefix=f"{prefix}/", MaxKeys=1)
+        except botocore.exceptions.ConnectionError as error:
+            # Fatal here only: botocore has already retried, and nothing has been written yet.
+            # Later, a lost connection is one day's failure, which a re-run redoes.
+            raise StorageAccessError(
+                f"could not reach S3 at {self.client.meta.endpoint_url} to list "
+                f"s3://{self.bucket}/{self.prefix}: {type(error).__name__}. Check "
+                "AWS_ENDPOINT_URL and AWS_REGION, the network, and AWS_CA_BUNDLE if the "
+                "endpoint uses a private CA."
+            ) from error
 
     @contextlib.contextmanager
     def _fatal_errors(self, action: str) -> Iterator[None]:
