@@ -234,6 +234,28 @@ def test_storage_full_disk_stops_with_whole_files(
 
 @reliability(
     "Storage",
+    "the Lambda's staging directory (/tmp) is full (a 64 KiB tmpfs; moto)",
+    "stops at once: StorageAccessError 'the disk is full' naming the staging directory "
+    "and EphemeralStorage; nothing uploaded, nothing left in /tmp",
+)
+@pytest.mark.parametrize("s3_server", ["moto"], indirect=True)
+def test_storage_full_staging_directory_stops_the_range(
+    mount_tmpfs, any_s3_bucket: str, replay: ReplayServer
+) -> None:
+    staging = mount_tmpfs("tmp", 64)  # a January 2021 day is about 140 KB: none fits
+    store = storage.S3Store(any_s3_bucket, boto3.client("s3"), PREFIX)
+    with pytest.raises(storage.StorageAccessError) as error:
+        backfill(replay, store, staging)
+    message = str(error.value)
+    assert f"cannot write under the staging directory {staging}" in message
+    assert "the disk is full" in message and "EphemeralStorage" in message
+    assert "0 of 10 days were written before it" in message
+    assert list(store.days(PREFIX)) == [] and list(staging.iterdir()) == []
+    assert replay.stats()["requests"] <= 2  # the two days in flight; no further day started
+
+
+@reliability(
+    "Storage",
     "WAREHOUSE_DIR is on a read-only file system (Dagster asset)",
     "refused before any fetch: the run fails naming the warehouse, 'read-only', no retry",
 )

@@ -152,7 +152,9 @@ def write_day_via_file(
     key = partition_key(prefix, day)
     path = staging_dir / f"{day}.parquet"
     try:
-        pq.write_table(table, path, compression="snappy")
+        # A full /tmp would fail every day alike: stop the range, as a full warehouse does.
+        with _fatal_local_errors(f"the staging directory {staging_dir}", path, _STAGING_ADVICE):
+            pq.write_table(table, path, compression="snappy")
         size = path.stat().st_size
         store.put_file(key, path)
     finally:
@@ -217,25 +219,43 @@ class LocalStore:
             with tempfile.TemporaryFile(dir=folder):
                 pass
 
-    @contextlib.contextmanager
-    def _fatal_errors(self, path: Path, fatal: frozenset[int] = _FATAL_ERRNOS) -> Iterator[None]:
-        try:
-            yield
-        except OSError as error:
-            if error.errno not in fatal:
-                raise
-            cause = {
-                errno.ENOSPC: "the disk is full",
-                errno.EDQUOT: "the disk quota is used up",
-                errno.EROFS: "the file system is read-only",
-                errno.ENOTDIR: "a file stands where a folder belongs",
-                errno.EEXIST: "a file stands where a folder belongs",
-            }.get(error.errno, "permission denied")
-            raise StorageAccessError(
-                f"cannot write under the warehouse {self.root} ({path}): {cause} "
-                f"[{error.strerror}]. Free space or fix the folder (WAREHOUSE_DIR), then "
-                "re-run the same range: days already written are whole and are overwritten."
-            ) from None
+    def _fatal_errors(
+        self, path: Path, fatal: frozenset[int] = _FATAL_ERRNOS
+    ) -> contextlib.AbstractContextManager[None]:
+        return _fatal_local_errors(f"the warehouse {self.root}", path, _WAREHOUSE_ADVICE, fatal)
+
+
+_WAREHOUSE_ADVICE = (
+    "Free space or fix the folder (WAREHOUSE_DIR), then re-run the same range: days already "
+    "written are whole and are overwritten."
+)
+_STAGING_ADVICE = (
+    "Free space there (in Lambda: /tmp, sized by the function's EphemeralStorage), then re-run "
+    "the same range: days already written are whole and are overwritten."
+)
+_LOCAL_CAUSES = {
+    errno.ENOSPC: "the disk is full",
+    errno.EDQUOT: "the disk quota is used up",
+    errno.EROFS: "the file system is read-only",
+    errno.ENOTDIR: "a file stands where a folder belongs",
+    errno.EEXIST: "a file stands where a folder belongs",
+}
+
+
+@contextlib.contextmanager
+def _fatal_local_errors(
+    where: str, path: Path, advice: str, fatal: frozenset[int] = _FATAL_ERRNOS
+) -> Iterator[None]:
+    """Turn the OSErrors in `fatal` into a StorageAccessError naming `where`, `path`, `advice`."""
+    try:
+        yield
+    except OSError as error:
+        if error.errno not in fatal:
+            raise
+        cause = _LOCAL_CAUSES.get(error.errno, "permission denied")
+        raise StorageAccessError(
+            f"cannot write under {where} ({path}): {cause} [{error.strerror}]. {advice}"
+        ) from None
 
 
 def _remove_dead_writers_files(folder: Path) -> None:
