@@ -7,13 +7,14 @@ import socket
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import boto3
 import dagster as dg
+import pyarrow as pa
 import pytest
 import requests
 from moto.server import ThreadedMotoServer
@@ -177,12 +178,24 @@ CATALOG_TABLE = "covid_daily_reports_usa"
 CATALOG_DAYS = day_range(dt.date(2020, 4, 1), dt.date(2020, 4, 14))
 
 
+def replay_table(day: str | dt.date) -> pa.Table:
+    """The replay's USA reports for `day` as the pipeline writes them: what its file holds."""
+    day = dt.date.fromisoformat(day) if isinstance(day, str) else day
+    return to_table(day, jhu.reports("USA", day))
+
+
+def assert_days_match_replay(store: storage.Store, prefix: str, days: Iterable[str]) -> None:
+    """Each day's file exists, reads whole, and holds exactly the replay's day."""
+    for day in days:
+        table = storage.read_day(store, prefix, day)
+        assert table is not None and table.equals(replay_table(day)), day
+
+
 def write_days(root: Path, days: list[dt.date]) -> None:
     """Write the replay's USA reports for `days` into a local warehouse at `root`."""
     store = storage.LocalStore(root)
     for day in days:
-        table = to_table(day, jhu.reports("USA", day))
-        storage.write_day(store, "covid_daily_reports/usa", str(day), table)
+        storage.write_day(store, "covid_daily_reports/usa", str(day), replay_table(day))
 
 
 @pytest.fixture(scope="session")

@@ -16,9 +16,8 @@ import pytest
 from covid_pipeline.core import pipeline, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.transform import to_table
-from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import replay_table
 
 DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 3))
 FAULTY = "2021-01-02"
@@ -102,15 +101,11 @@ def run(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipeline.
         client.close()
 
 
-def expected(day: str):
-    return to_table(dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day)))
-
-
 @pytest.mark.parametrize(("fault", "failure"), CASES)
 def test_api_fault_ends_recovered_or_as_that_days_failure(
     replay: ReplayServer, tmp_path: Path, fault: Fault, failure: str | None
 ) -> None:
-    tables = {str(day): expected(str(day)) for day in DAYS}  # loads the JHU data: not timed
+    tables = {str(day): replay_table(day) for day in DAYS}  # loads the JHU data: not timed
     replay.set_faults([fault])
     store = storage.LocalStore(tmp_path / "warehouse")
     report = run(replay, store, tmp_path)
@@ -143,7 +138,7 @@ def test_api_fault_ends_recovered_or_as_that_days_failure(
     "recovered: every page followed, file identical to the unpaginated day",
 )
 def test_api_paginated_answers_make_the_same_files(replay: ReplayServer, tmp_path: Path) -> None:
-    tables = {str(day): expected(str(day)) for day in DAYS}
+    tables = {str(day): replay_table(day) for day in DAYS}
     replay.page_size = 10
     store = storage.LocalStore(tmp_path / "warehouse")
     report = run(replay, store, tmp_path)

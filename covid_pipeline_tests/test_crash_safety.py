@@ -19,10 +19,8 @@ import pytest
 
 from covid_pipeline.core import storage
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.transform import to_table
-from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import dagster_cli
+from covid_pipeline_tests.conftest import assert_days_match_replay, dagster_cli
 
 FIRST, LAST = dt.date(2020, 12, 1), dt.date(2021, 2, 28)
 DAYS = [str(day) for day in day_range(FIRST, LAST)]
@@ -55,15 +53,6 @@ def kill_when(process: subprocess.Popen, landed: Callable[[], int], at_least: in
     return landed()
 
 
-def assert_each_day_whole(store: storage.Store, days: list[str]) -> None:
-    for day in days:
-        table = storage.read_day(store, PREFIX, day)
-        expected = to_table(
-            dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day))
-        )
-        assert table is not None and table.equals(expected), day
-
-
 def local_files(root: Path) -> list[str]:
     """Every file under the warehouse, hidden ones included, relative to it."""
     return sorted(str(path.relative_to(root)) for path in root.rglob("*") if path.is_file())
@@ -93,11 +82,11 @@ def test_crash_core_backfill_killed_midway_then_rerun(
     process = subprocess.Popen(command, start_new_session=True, stderr=subprocess.DEVNULL)
     landed = kill_when(process, lambda: len(list(store.days(PREFIX))), at_least=10)
     assert landed < len(DAYS)  # killed in the middle, not after the end
-    assert_each_day_whole(store, list(store.days(PREFIX)))  # what landed is whole
+    assert_days_match_replay(store, PREFIX, store.days(PREFIX))  # what landed is whole
 
     subprocess.run(command, check=True, stderr=subprocess.DEVNULL)  # the re-run
     assert list(store.days(PREFIX)) == DAYS
-    assert_each_day_whole(store, DAYS)
+    assert_days_match_replay(store, PREFIX, DAYS)
     if target == "local":  # nothing but one data.parquet per day: no temporary file left
         expected = [f"usa/date={day}/data.parquet" for day in DAYS]
         assert local_files(tmp_path / "warehouse") == expected
@@ -139,9 +128,9 @@ def test_crash_cli_killed_while_writing_then_rerun(replay: ReplayServer, tmp_pat
     store = storage.LocalStore(warehouse)
     landed = kill_when(process, lambda: len(list(store.days(PREFIX))), at_least=3)
     assert landed < len(DAYS)
-    assert_each_day_whole(store, list(store.days(PREFIX)))
+    assert_days_match_replay(store, PREFIX, store.days(PREFIX))
 
     dagster_cli(args[1:], env, cwd=tmp_path, timeout=300)
     assert list(store.days(PREFIX)) == DAYS
-    assert_each_day_whole(store, DAYS)
+    assert_days_match_replay(store, PREFIX, DAYS)
     assert local_files(warehouse) == [f"usa/date={day}/data.parquet" for day in DAYS]

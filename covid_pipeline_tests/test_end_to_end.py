@@ -20,10 +20,16 @@ import pytest
 import requests
 
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
-from covid_pipeline.core.transform import SCHEMA, to_table
+from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import PROJECT_ROOT, dagster_cli, free_port, s3_keys
+from covid_pipeline_tests.conftest import (
+    PROJECT_ROOT,
+    dagster_cli,
+    free_port,
+    replay_table,
+    s3_keys,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +65,7 @@ def test_cli_backfills_the_whole_history_to_s3_idempotently(
         body = s3.get_object(Bucket=s3_bucket, Key=f"covid/usa/date={day}/data.parquet")["Body"]
         table = pq.read_table(io.BytesIO(body.read()))
         assert table.schema.equals(SCHEMA, check_metadata=True), day
-        assert table.equals(to_table(day, jhu.reports("USA", day))), day
+        assert table.equals(replay_table(day)), day
 
     # Independent of the replay code: a late day equals the raw JHU time series cell.
     row = _time_series_row("time_series_covid19_confirmed_global.csv", "US")
@@ -176,8 +182,5 @@ def test_ui_backfill_runs_through_the_daemon(
 
     for day in days:
         path = warehouse / "covid_daily_reports" / "usa" / f"date={day}" / "data.parquet"
-        expected = to_table(
-            dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day))
-        )
-        assert pq.read_table(path).equals(expected), day
+        assert pq.read_table(path).equals(replay_table(day)), day
     assert replay.stats()["requests"] == len(days)  # one run: each day fetched once

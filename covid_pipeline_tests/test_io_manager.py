@@ -1,6 +1,5 @@
 """The Hive Parquet IO manager in isolation: exact keys, metadata, reading days back."""
 
-import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -9,20 +8,16 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core import storage
-from covid_pipeline.core.transform import SCHEMA, to_table
+from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
-from covid_pipeline.replay import jhu
+from covid_pipeline_tests.conftest import replay_table
 
 KEY = dg.AssetKey("covid_daily_reports")
 
 
 def manager(tmp_path: Path) -> HiveParquetIOManager:
     return HiveParquetIOManager(prefix="covid/usa", warehouse_dir=str(tmp_path), s3=S3Resource())
-
-
-def table(day: str):
-    return to_table(dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day)))
 
 
 def output_context(day: str) -> dg.OutputContext:
@@ -33,7 +28,7 @@ def output_context(day: str) -> dg.OutputContext:
 
 def test_io_manager_writes_the_exact_hive_key_with_metadata(tmp_path: Path) -> None:
     context = output_context("2021-01-15")
-    manager(tmp_path).handle_output(context, {"2021-01-15": table("2021-01-15")})
+    manager(tmp_path).handle_output(context, {"2021-01-15": replay_table("2021-01-15")})
     path = tmp_path / "covid/usa/date=2021-01-15/data.parquet"
     assert path.is_file()
     metadata = context.get_logged_metadata()
@@ -57,7 +52,9 @@ def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
 
 
 def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
-    storage.write_day(storage.LocalStore(tmp_path), "covid/usa", "2021-01-15", table("2021-01-15"))
+    storage.write_day(
+        storage.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15")
+    )
     context = dg.build_input_context(
         asset_key=KEY, partition_key="2021-01-15", asset_partitions_def=DAILY_PARTITIONS
     )
@@ -69,7 +66,7 @@ def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
 def test_io_manager_loads_a_range_as_a_dict_without_skipped_days(tmp_path: Path) -> None:
     store = storage.LocalStore(tmp_path)
     for day in ("2021-01-15", "2021-01-17"):
-        storage.write_day(store, "covid/usa", day, table(day))
+        storage.write_day(store, "covid/usa", day, replay_table(day))
     context = dg.build_input_context(
         asset_key=KEY,
         asset_partitions_def=DAILY_PARTITIONS,

@@ -18,12 +18,11 @@ from covid_pipeline.core import pipeline, storage
 from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.transform import to_table
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import (
     S3Server,
+    assert_days_match_replay,
     failure_message,
     free_port,
     materialize_days,
@@ -47,15 +46,6 @@ def backfill(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipe
         concurrency=2,
         staging_dir=tmp_path,
     )
-
-
-def assert_whole_files(store: storage.Store, days: list[str]) -> None:
-    """Each day's file reads back as exactly the replay's day."""
-    for day in days:
-        expected = to_table(
-            dt.date.fromisoformat(day), jhu.reports("USA", dt.date.fromisoformat(day))
-        )
-        assert storage.read_day(store, PREFIX, day).equals(expected), day
 
 
 @pytest.fixture
@@ -85,7 +75,7 @@ def test_storage_retries_slowdown_bursts(
     report = backfill(replay, store, tmp_path)
     assert sorted(report.written) == [str(day) for day in DAYS] and not report.failed, report.failed
     assert proxy.served["PUT 503"] == 4 and proxy.served["PUT 200"] == len(DAYS)
-    assert_whole_files(store, sorted(report.written))
+    assert_days_match_replay(store, PREFIX, sorted(report.written))
 
 
 @reliability(
@@ -227,7 +217,7 @@ def test_storage_full_disk_stops_with_whole_files(
     assert "the disk is full" in message and "Free space or fix the folder" in message
     written = sorted(store.days(PREFIX))
     assert 1 <= len(written) <= 3 and f"{len(written)} of 10 days were written" in message
-    assert_whole_files(store, written)
+    assert_days_match_replay(store, PREFIX, written)
     leftovers = [p.name for p in warehouse.rglob("*") if p.is_file() and p.name != "data.parquet"]
     assert leftovers == []
 
