@@ -255,8 +255,9 @@ def backfill_range(
     started = time.monotonic()
     pending = [day.isoformat() for day in days]
     pending.reverse()  # pop() from the end takes days in order
+    total = len(pending)
     report = RangeReport()
-    progress = Progress("backfilled", len(pending), on_progress)
+    progress = Progress("backfilled", total, on_progress)
     slowest_s = 0.0
 
     def process(day: str) -> tuple[WrittenFile | None, dict[str, str], float]:
@@ -307,7 +308,6 @@ def backfill_range(
     report.remaining = sorted(pending)
     report.duration_s = time.monotonic() - started
     if fatal is not None:
-        total = len(report.written) + len(report.skipped) + len(report.failed) + len(pending)
         raise stopped_by(fatal, sorted(report.written), total)
     if report.remaining:
         on_progress(f"out of time: {len(report.remaining)} days left for the next invocation")
