@@ -96,3 +96,27 @@ def test_replay_faults_can_be_set_over_http(replay: ReplayServer) -> None:
         "max_requests_per_day": 2,
         "faults_served": 1,
     }
+
+
+def test_replay_volume_profile_serves_every_us_day_with_its_counties() -> None:
+    with ReplayServer(profile="volume") as server:
+        sizes = {}
+        for day in ("2020-03-21", "2020-03-22", "2020-07-04", "2022-06-01", "2023-03-09"):
+            response = requests.get(
+                f"{server.url}/reports", params={"date": day, "iso": "USA"}, timeout=10
+            )
+            records = response.json()["data"]
+            counties = sum(len(r["region"]["cities"]) for r in records)
+            sizes[day] = (len(response.content), counties)
+            # Re-dated: every record and county carries the day asked for.
+            assert {r["date"] for r in records} == {day}
+            assert {c["date"] for r in records for c in r["region"]["cities"]} <= {day}
+        # The real API's volume from 2020-03-22 on: ~3,200 counties, ~640-700 KB a day.
+        for day in ("2020-03-22", "2020-07-04", "2022-06-01", "2023-03-09"):
+            body, counties = sizes[day]
+            assert 3_100 <= counties <= 3_300 and 600_000 <= body <= 750_000, (day, sizes[day])
+        assert sizes["2020-03-21"][1] < 100  # before then, the fixture as it is
+        # Other countries are served as in the fixture.
+        params = {"date": "2020-04-16", "iso": "CAN"}
+        canada = requests.get(f"{server.url}/reports", params=params, timeout=10).json()["data"]
+        assert canada == jhu.reports("CAN", dt.date(2020, 4, 16))

@@ -17,6 +17,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
     parser.add_argument("--page-size", type=int, default=None, help="paginate every answer")
     parser.add_argument(
+        "--profile",
+        choices=("fixture", "volume"),
+        default="fixture",
+        help="volume: every US day at the real API's volume (~3,200 counties), re-dated from "
+        "the bundled county days; for speed and memory only, its values are another day's",
+    )
+    parser.add_argument(
         "--faults",
         type=json.loads,
         default=[],
@@ -30,13 +37,18 @@ def main(argv: list[str] | None = None) -> None:
         latency_s=args.latency_ms / 1000,
         page_size=args.page_size,
         faults=[Fault(**rule) for rule in args.faults],
+        profile=args.profile,
     )
     stopped = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with server:
         # The URL goes to stdout alone, so scripts can read it; the rest is for people.
         print(server.url, flush=True)  # noqa: T201
-        logging.info("replaying JHU CSSE data (CC BY 4.0) at %s; Ctrl-C stops", server.url)
+        logging.info(
+            "replaying JHU CSSE data (CC BY 4.0) at %s, %s profile; Ctrl-C stops",
+            server.url,
+            args.profile,
+        )
         try:
             stopped.wait()
         except KeyboardInterrupt:

@@ -2,10 +2,11 @@
 
 Serves `GET /api/reports?date=YYYY-MM-DD&iso=XXX` like the real API (see
 docs/covid_api_contract.md), so the pipeline, its tests and the demo never need the internet.
-Knobs: a fixed latency per request, forced pagination, and fault rules (5xx, 429 with
+Knobs: a fixed latency per request, forced pagination, fault rules (5xx, 429 with
 Retry-After, hangs, connection resets, malformed bodies, HTML error pages, empty days, and
-schema drift). Counters say how many requests were served, so tests and benchmarks can check
-that nothing was fetched twice.
+schema drift), and a load profile: `volume` serves every US day at the real API's volume
+(replay/volume.py; for speed and memory, never for checking values). Counters say how many
+requests were served, so tests and benchmarks can check that nothing was fetched twice.
 
 Control endpoints, for a server in another process: `GET /_replay/stats`,
 `PUT /_replay/faults` (a JSON list of fault rules) and `POST /_replay/reset`.
@@ -28,7 +29,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from covid_pipeline.replay import jhu
+from covid_pipeline.replay import jhu, volume
 
 FaultKind = Literal[
     "status",  # answer `status` (with `retry_after`, if given) instead of the data
@@ -89,7 +90,11 @@ class ReplayServer:
         page_size: int | None = None,
         faults: Sequence[Fault] = (),
         tls: ssl.SSLContext | None = None,
+        profile: str = "fixture",
     ) -> None:
+        if profile not in volume.PROFILES:
+            raise ValueError(f"profile {profile!r} must be one of {', '.join(volume.PROFILES)}")
+        self.profile = profile
         self.latency_s = latency_s
         self.page_size = page_size
         # Base of pagination links; None uses the request's Host, as the real API does.
@@ -241,12 +246,22 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if fault is None and not (query.get("per_page") or self.replay.page_size):
             # The common case, from a cache: the replay must not be what a benchmark measures.
-            self._send_bytes(200, _encoded_reports(iso, day), "application/json")
+            self._send_bytes(200, self._body(iso, day), "application/json")
             return
-        records = jhu.reports(iso, day) if fault is None or fault.kind != "empty" else []
+        records = self._records(iso, day) if fault is None or fault.kind != "empty" else []
         if fault is not None:
             records = _drift(records, fault)
         self._send_page(records, query)
+
+    def _body(self, iso: str, day: dt.date) -> bytes:
+        if self.replay.profile == "volume":
+            return volume.encoded_reports(iso, day)
+        return _encoded_reports(iso, day)
+
+    def _records(self, iso: str, day: dt.date) -> list[dict]:
+        if self.replay.profile == "volume":
+            return volume.reports(iso, day)
+        return jhu.reports(iso, day)
 
     def _serve_transport_fault(self, fault: Fault) -> bool:
         """Answer with a transport-level fault; False when the fault alters the data instead."""
