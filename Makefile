@@ -45,8 +45,15 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## the backfill benchmark: naive loop vs core vs CLI, full history (about 4 minutes)
+bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 15 minutes)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
+
+# The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.
+.venv-peers/.installed: benchmarks/peers-requirements.txt benchmarks/peers.lock
+	python3 -m venv .venv-peers
+	.venv-peers/bin/python -m pip install --quiet --upgrade pip
+	.venv-peers/bin/python -m pip install --quiet -c benchmarks/peers.lock -r benchmarks/peers-requirements.txt
+	touch $@
 
 lambda-package: install  ## dist/lambda.zip for python3.12 x86_64; fails over Lambda's size limit
 	$(PY) scripts/build_lambda.py --out dist/lambda.zip
@@ -62,4 +69,4 @@ infra-check: .venv-infra/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-infra build warehouse .dagster_home .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra .venv-peers build warehouse .dagster_home .pytest_cache .ruff_cache

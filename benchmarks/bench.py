@@ -1,92 +1,108 @@
-"""Backfill benchmark: the design's naive loop against the project's core and its Dagster CLI.
+"""Backfill benchmark: the project's core and CLI against the tools people would pick instead.
 
 One command (`make bench`, or `python benchmarks/bench.py`) starts the replay API with a fixed
-latency per request and an S3 server (moto), both on 127.0.0.1 in processes of their own, then
-measures over the same days, against the same servers, in the same run:
+latency per request and an S3 server (moto), each in a process of its own on 127.0.0.1, and
+measures, in the same run, against the same servers, days and concurrency:
 
-  (a) baseline: the naive loop of the design, written plainly here: for each day in turn,
-      GET, pd.json_normalize, to_parquet into /tmp, upload;
-  (b) core: the project's range backfill, run by calling the Lambda handler;
-  (c) cli: `dagster asset materialize --partition-range` in a subprocess.
+  naive            the design's Lambda loop written plainly: one day after another, GET,
+                   pd.json_normalize, to_parquet into /tmp, upload (light fixture only: at
+                   the real volume it takes minutes and says nothing new)
+  core             the project's range backfill, by calling the Lambda handler
+  cli              `dagster asset materialize --partition-range`
+  pyarrow_per_day, pyarrow_dataset, awswrangler, dlt
+                   the peers (benchmarks/peers.py), in their own virtualenv (.venv-peers)
 
-Each variant runs in a fresh process, so its peak RSS is its own. Figures are printed as
-ratios against (a) and against the request floor (days x latency / concurrency), because these
-machines are noisy, and written to a JSON file.
+on two replay profiles: `volume` (every US day at the real API's volume, ~3,200 counties) and
+`fixture` (the bundled data, light on most days). Every variant runs as a fresh process tree;
+wall and CPU seconds, peak memory (PSS summed over the tree, sampled) and the API requests per
+day are its own. Before a variant's time counts, what it wrote is read back from S3 and
+checked: days, rows, sum of confirmed, county rows. Figures are printed as ratios to the
+project's CLI, measured in the same run, because these machines are noisy, and written to
+benchmarks/results.json.
 """
 
 import argparse
 import datetime as dt
+import io
 import json
 import os
 import platform
 import resource
-import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import boto3
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
+PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FIRST_DAY, LAST_DAY = dt.date(2020, 1, 22), dt.date(2023, 3, 9)
 BUCKET = "bench"
+PROJECT = ("naive", "core", "cli")
+PEERS = ("pyarrow_per_day", "pyarrow_dataset", "awswrangler", "dlt")
+PROFILES = ("volume", "fixture")
+MONTH = (dt.date(2021, 1, 1), dt.date(2021, 1, 31))  # the heaviest month: for memory growth
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the whole benchmark, or (internally) one variant."""
+    """Run the whole benchmark, or (internally) one project variant."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--latency-ms", type=float, default=100.0, help="replay API latency")
     parser.add_argument("--days", type=int, default=0, help="N days from --start (0: to the end)")
     parser.add_argument("--start", type=dt.date.fromisoformat, default=FIRST_DAY)
     parser.add_argument("--iso", default="USA")
-    parser.add_argument("--concurrency", type=int, default=16, help="FETCH_CONCURRENCY")
-    parser.add_argument("--skip", action="append", default=[], help="naive, core or cli")
+    parser.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    parser.add_argument("--profile", action="append", choices=PROFILES, help="default: both")
+    parser.add_argument("--skip", action="append", default=[], help="a variant not to run")
+    parser.add_argument("--no-peers", action="store_true", help="the project's variants only")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args(argv)
     last = LAST_DAY if not args.days else args.start + dt.timedelta(days=args.days - 1)
+    first, last = args.start, min(last, LAST_DAY)
     if args.variant:
-        result = VARIANTS[args.variant](args, args.start, min(last, LAST_DAY))
-        result["peak_rss_mb"] = _peak_rss_mb()
-        sys.stdout.write(json.dumps(result) + "\n")
+        VARIANTS[args.variant](args, first, last)
         return 0
-    return orchestrate(args, args.start, min(last, LAST_DAY))
+    return orchestrate(args, first, last)
 
 
-# --- the variants, each in its own process ---------------------------------------------------
+# --- the project's variants, each run as `bench.py --variant NAME` -------------------------
 
 
-def naive(args: argparse.Namespace, first: dt.date, last: dt.date) -> dict[str, Any]:
-    """(a) The design's Lambda loop, as plainly as it reads: one day after another."""
+def naive(args: argparse.Namespace, first: dt.date, last: dt.date) -> None:
+    """The design's Lambda loop, as plainly as it reads: one day after another."""
     import pandas as pd
 
     s3 = boto3.client("s3")
-    api, iso = os.environ["API_URL"], args.iso
-    started = time.perf_counter()
+    api, prefix = os.environ["API_URL"], os.environ["PREFIX"]
     day = first
     while day <= last:
-        response = requests.get(f"{api}/reports", params={"date": str(day), "iso": iso}, timeout=30)
+        params = {"date": str(day), "iso": args.iso}
+        response = requests.get(f"{api}/reports", params=params, timeout=30)
         response.raise_for_status()
         records = response.json()["data"]
         if records:
             frame = pd.json_normalize(records)
             path = f"/tmp/covid_{day}.parquet"
             frame.to_parquet(path, compression="snappy")
-            s3.upload_file(path, BUCKET, f"bench/naive/date={day}/data.parquet")
+            s3.upload_file(path, BUCKET, f"{prefix}/date={day}/data.parquet")
             os.remove(path)
         day += dt.timedelta(days=1)
-    return {"wall_s": time.perf_counter() - started}
 
 
-def core(args: argparse.Namespace, first: dt.date, last: dt.date) -> dict[str, Any]:
-    """(b) The Lambda handler, called as the runtime calls it, with its 15 minutes."""
-    os.environ.update(PREFIX=os.environ.get("BENCH_PREFIX", "bench/core"))
-    started = time.perf_counter()
+def core(args: argparse.Namespace, first: dt.date, last: dt.date) -> None:
+    """The Lambda handler, called as the runtime calls it, with its 15 minutes."""
     from covid_pipeline import lambda_handler  # its cold start counts: clients, settings
 
     deadline = time.monotonic() + 900
@@ -97,194 +113,353 @@ def core(args: argparse.Namespace, first: dt.date, last: dt.date) -> dict[str, A
 
     answer = lambda_handler.handler({"start_date": str(first), "end_date": str(last)}, Context())
     assert not answer["failed"] and not answer["remaining"], answer["counts"]
-    return {"wall_s": time.perf_counter() - started}
 
 
-def cli(args: argparse.Namespace, first: dt.date, last: dt.date) -> dict[str, Any]:
-    """(c) `dagster asset materialize --partition-range`, as a user types it."""
-    with tempfile.TemporaryDirectory() as home:
-        env = {**os.environ, "PREFIX": "bench/cli", "DAGSTER_HOME": home}
-        command = [
+VARIANTS = {"naive": naive, "core": core}
+
+
+def command_for(name: str, args: argparse.Namespace, first: dt.date, last: dt.date) -> list[str]:
+    """How a variant is started: a project variant, the dagster CLI, or a peer."""
+    if name == "cli":
+        return [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
             "-m", "covid_pipeline.definitions", "--select", "covid_daily_reports",
             "--partition-range", f"{first}...{last}",
         ]  # fmt: skip
-        started = time.perf_counter()
-        result = subprocess.run(command, env=env, cwd=home, capture_output=True, text=True)
-        wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"dagster asset materialize failed:\n{result.stderr[-3000:]}")
-    return {"wall_s": wall}
+    if name in PEERS:
+        return [str(PEERS_PYTHON), str(ROOT / "benchmarks" / "peers.py"), name]
+    return [
+        sys.executable, str(Path(__file__).resolve()), "--variant", name,
+        "--start", str(first), "--days", str((last - first).days + 1), "--iso", args.iso,
+    ]  # fmt: skip
 
 
-VARIANTS = {"naive": naive, "core": core, "cli": cli}
+# --- running one variant, and what it costs -----------------------------------------------
 
 
-def _peak_rss_mb() -> float:
-    # ru_maxrss is in KiB on Linux; children covers the dagster CLI and its step process.
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return max(own, children) / 1024
+def run_variant(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
+    """Run `command` to its end: wall and CPU seconds, and peak memory of its process tree."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    sampler = _MemorySampler(process.pid)
+    output, _ = process.communicate()
+    wall = time.perf_counter() - started
+    peak = sampler.stop()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{output[-5000:]}")
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return {"wall_s": wall, "cpu_s": cpu, "peak_mem_mb": peak}
 
 
-# --- the orchestrator -------------------------------------------------------------------------
+class _MemorySampler:
+    """Samples the PSS of a process and all its descendants every 50 ms; keeps the peak.
+
+    PSS, not RSS: a worker process shares pyarrow's libraries with its parent, and RSS would
+    count them once per process.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak_kib = pid, 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> float:
+        self._done.set()
+        self._thread.join()
+        return self.peak_kib / 1024
+
+    def _run(self) -> None:
+        while not self._done.wait(0.05):
+            self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in _tree(self.pid)))
+
+
+def _tree(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parent = int(stat.rsplit(")", 1)[1].split()[1])
+            children.setdefault(parent, []).append(int(entry))
+    tree, pending = [], [root]
+    while pending:
+        pid = pending.pop()
+        tree.append(pid)
+        pending.extend(children.get(pid, []))
+    return tree
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+# --- what a variant wrote, read back --------------------------------------------------------
+
+
+def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> dict[str, int]:
+    """Days with data, rows, sum of confirmed and county rows, from the replay's own data."""
+    from covid_pipeline.replay import jhu, volume
+
+    reports = volume.reports if profile == "volume" else jhu.reports
+    totals = {"days": 0, "rows": 0, "confirmed": 0, "county_rows": 0}
+    day = first
+    while day <= last:
+        records = reports(iso, day)
+        totals["days"] += bool(records)
+        totals["rows"] += len(records)
+        totals["confirmed"] += sum(r["confirmed"] or 0 for r in records)
+        totals["county_rows"] += sum(len(r["region"]["cities"] or ()) for r in records)
+        day += dt.timedelta(days=1)
+    return totals
+
+
+def written_totals(s3: Any, prefix: str) -> dict[str, int]:
+    """The same figures from every Parquet file under `prefix`, whatever layout wrote them.
+
+    Files keep the API's shape (`region.cities`), the project's (`cities`), or dlt's (counties
+    in a child table of their own); the day is a column or the file's date= folder.
+    """
+    keys = [
+        item["Key"]
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=f"{prefix}/")
+        for item in page.get("Contents", [])
+        if item["Key"].endswith(".parquet") and "/_dlt_" not in item["Key"]  # dlt's own tables
+    ]
+
+    def totals_of(key: str) -> tuple[set[str], int, int, int]:
+        table = pq.read_table(io.BytesIO(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+        if "__cities/" in key:  # dlt's child table: one row per county
+            return set(), 0, 0, table.num_rows
+        names = table.column_names
+        day_column = next((name for name in ("report_date", "date") if name in names), None)
+        if day_column:
+            days = {str(day) for day in pc.unique(table[day_column]).to_pylist()}
+        else:
+            days = {part[5:] for part in key.split("/") if part.startswith("date=")}
+        if "cities" in names or "region.cities" in names:  # the project's; pd.json_normalize's
+            cities = table["cities" if "cities" in names else "region.cities"]
+        elif "region" in names:  # the API's shape, kept by the pyarrow and pandas peers
+            cities = pc.struct_field(table["region"], "cities")
+        else:
+            cities = None
+        counties = 0 if cities is None else int(pc.sum(pc.list_value_length(cities)).as_py() or 0)
+        confirmed = int(pc.sum(table["confirmed"]).as_py() or 0)
+        return days, table.num_rows, confirmed, counties
+
+    days: set[str] = set()
+    totals = {"days": 0, "rows": 0, "confirmed": 0, "county_rows": 0}
+    with ThreadPoolExecutor(16) as pool:
+        for file_days, rows, confirmed, counties in pool.map(totals_of, keys):
+            days |= file_days
+            totals["rows"] += rows
+            totals["confirmed"] += confirmed
+            totals["county_rows"] += counties
+    totals["days"] = len(days)
+    return totals
+
+
+# --- the orchestrator -----------------------------------------------------------------------
 
 
 def orchestrate(args: argparse.Namespace, first: dt.date, last: dt.date) -> int:
-    """Start the servers, run each variant against them, print and save the figures."""
-    days = (last - first).days + 1
-    with _servers(args.latency_ms) as (api_url, s3_url):
-        env = {
-            **os.environ,
-            "API_URL": api_url,
-            "AWS_ENDPOINT_URL": s3_url,
-            "AWS_ACCESS_KEY_ID": "bench",
-            "AWS_SECRET_ACCESS_KEY": "bench",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "BUCKET_NAME": BUCKET,
-            "ISO_CODE": args.iso,
-            "FETCH_CONCURRENCY": str(args.concurrency),
-            "CATALOG_MODE": "local",  # the catalog is not measured here
-        }
-        boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                     aws_access_key_id="bench", aws_secret_access_key="bench",
-                     ).create_bucket(Bucket=BUCKET)  # fmt: skip
-        _say(f"warming the replay API's caches over {days} days (not measured)")
-        _run_variant("core", args, env | {"BENCH_PREFIX": "bench/warmup"})
-        results: dict[str, dict[str, Any]] = {}
-        for name in ("naive", "core", "cli"):
-            if name in args.skip:
-                continue
-            requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
-            _say(f"running ({'abc'[list(VARIANTS).index(name)]}) {name} ...")
-            result = _run_variant(name, args, env)
-            stats = requests.get(f"{api_url[:-4]}/_replay/stats", timeout=10).json()
-            result["api_requests"] = stats["requests"]
-            result["max_requests_per_day"] = stats["max_requests_per_day"]
-            result["objects"] = _count_objects(s3_url, f"bench/{name}/")
-            result["days_per_s"] = days / result["wall_s"]
-            results[name] = result
-        if "core" in results and days > 31:
-            # The month with the largest days (US counties), so that the comparison shows
-            # accumulation across days, not the difference between small days and large ones.
-            _say("running (b) core over 2021-01 (31 days), for its peak RSS ...")
-            short = argparse.Namespace(**{**vars(args), "days": 31, "start": dt.date(2021, 1, 1)})
-            results["core_31_days"] = _run_variant(
-                "core", short, env | {"BENCH_PREFIX": "bench/c31"}
-            )
-    report = _report(args, days, results)
+    """For each profile: start the servers, run and check every variant, print and save."""
+    peers = [] if args.no_peers else [p for p in PEERS if p not in args.skip]
+    if peers:
+        _say("setting up the peers' virtualenv (.venv-peers), if needed")
+        subprocess.run(["make", "-s", "-C", str(ROOT), ".venv-peers/.installed"], check=True)
+    report: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {"first_day": str(first), "last_day": str(last), "iso": args.iso,
+                     "latency_ms": args.latency_ms, "concurrency": args.concurrency},
+        "profiles": {},
+    }  # fmt: skip
+    for profile in args.profile or PROFILES:
+        variants = [v for v in PROJECT if v not in args.skip]
+        if profile == "volume" and "naive" in variants:
+            variants.remove("naive")  # minutes at this volume, and nothing new to learn
+        report["profiles"][profile] = run_profile(args, profile, first, last, variants + peers)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _say(f"\nwrote {args.out}")
     return 0
 
 
-def _run_variant(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict[str, Any]:
-    command = [
-        sys.executable, str(Path(__file__).resolve()), "--variant", name,
-        "--start", str(args.start), "--days", str(args.days),
-        "--iso", args.iso, "--concurrency", str(args.concurrency),
-    ]  # fmt: skip
-    result = subprocess.run(command, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        raise SystemExit(
-            f"variant {name} failed:\n{result.stdout[-2000:]}\n{result.stderr[-4000:]}"
-        )
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
-def _report(args: argparse.Namespace, days: int, results: dict[str, dict[str, Any]]) -> dict:
+def run_profile(
+    args: argparse.Namespace, profile: str, first: dt.date, last: dt.date, variants: list[str]
+) -> dict[str, Any]:
+    """Start the servers for `profile`, then run and check each variant in turn."""
+    days = (last - first).days + 1
     floor = days * args.latency_ms / 1000 / args.concurrency
-    rows = [
-        ("(a) naive loop", results.get("naive")),
-        ("(b) core (Lambda handler)", results.get("core")),
-        ("(c) dagster asset materialize", results.get("cli")),
-    ]
-    _say(f"\n{days} days of {args.iso}, replay latency {args.latency_ms:g} ms, "
-         f"FETCH_CONCURRENCY {args.concurrency}; request floor {floor:.2f} s")  # fmt: skip
-    header = f"{'variant':<32}{'wall s':>9}{'days/s':>9}{'peak RSS MB':>13}"
-    _say(f"{header}{'requests':>10}{'objects':>9}")
-    for label, result in rows:
-        if result:
-            _say(
-                f"{label:<32}{result['wall_s']:>9.2f}{result['days_per_s']:>9.1f}"
-                f"{result['peak_rss_mb']:>13.0f}{result['api_requests']:>10}{result['objects']:>9}"
-            )
-    ratios: dict[str, float] = {}
-    naive_s = results.get("naive", {}).get("wall_s")
-    if naive_s and "core" in results:
-        ratios["a_over_b"] = naive_s / results["core"]["wall_s"]
-    if naive_s and "cli" in results:
-        ratios["a_over_c"] = naive_s / results["cli"]["wall_s"]
-    if "core" in results and floor:
-        ratios["b_over_floor"] = results["core"]["wall_s"] / floor
-    if "core" in results and "cli" in results:
-        ratios["dagster_ms_per_day"] = (
-            (results["cli"]["wall_s"] - results["core"]["wall_s"]) / days * 1000
-        )
-    if "core_31_days" in results and "core" in results:
-        ratios["rss_full_over_31_days"] = (
-            results["core"]["peak_rss_mb"] / results["core_31_days"]["peak_rss_mb"]
-        )
+    _say(
+        f"\n== profile {profile}: {days} days of {args.iso}, replay latency {args.latency_ms:g} "
+        f"ms, {args.concurrency} in flight; request floor {floor:.2f} s"
+    )
+    expected = expected_totals(profile, args.iso, first, last)
+    results: dict[str, dict[str, Any]] = {}
+    servers = _servers(args.latency_ms, profile)
+    with servers as (api_url, s3_url), tempfile.TemporaryDirectory() as work:
+        env = _environment(args, api_url, s3_url, first, last)
+        s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
+                          aws_access_key_id="bench", aws_secret_access_key="bench")  # fmt: skip
+        s3.create_bucket(Bucket=BUCKET)
+        _say("warming the replay API's caches (not measured)")
+        run_variant(command_for("core", args, first, last), env | {"PREFIX": "warmup"}, ROOT)
+        for name in variants:
+            results[name] = measure(name, args, first, last, env, Path(work), api_url, s3, expected)
+        if "cli" in results and (first, last) != MONTH and MONTH[0] >= first and MONTH[1] <= last:
+            # With the decoding processes the full range started (a fixed cost, not growth),
+            # so that the two peaks differ by what accumulates with the range, if anything.
+            from covid_pipeline.core.workers import workers_for
+
+            same = env | {"CPU_WORKERS": str(workers_for(None, days))}
+            _say(f"running cli over {MONTH[0]}..{MONTH[1]}, for its memory on a month ...")
+            results["cli_month"] = measure("cli", args, *MONTH, same, Path(work), api_url, s3, None)
+    return _summarise(profile, floor, results)
+
+
+def measure(
+    name: str, args: argparse.Namespace, first: dt.date, last: dt.date, env: dict[str, str],
+    work: Path, api_url: str, s3: Any, expected: dict[str, int] | None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run one variant on a fresh replay counter; check what it wrote against `expected`."""
+    prefix = f"{name}-{first}-{last}"
+    home = work / f"home-{prefix}"
+    home.mkdir()
+    requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
+    _say(f"running {name} ...")
+    result: dict[str, Any] = run_variant(
+        command_for(name, args, first, last),
+        env | {"PREFIX": prefix, "PEER_PREFIX": prefix, "DAGSTER_HOME": str(home),
+               "DLT_PIPELINES_DIR": str(home), "FIRST_DAY": str(first), "LAST_DAY": str(last)},
+        home,
+    )  # fmt: skip
+    stats = requests.get(f"{api_url[:-4]}/_replay/stats", timeout=10).json()
+    result["api_requests"] = stats["requests"]
+    result["max_requests_per_day"] = stats["max_requests_per_day"]
+    if expected is not None:
+        result["written"] = written_totals(s3, prefix)
+        result["correct"] = result["written"] == expected
+        if not result["correct"]:
+            _say(f"  {name} wrote {result['written']}, expected {expected}: its time won't count")
+    return result
+
+
+def _summarise(profile: str, floor: float, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    cli = results.get("cli", {}).get("wall_s")
+    _say(f"\n{'variant':<18}{'wall s':>9}{'CPU s':>8}{'peak MB':>9}{'req/day':>9}"
+         f"{'correct':>9}{'wall / cli':>12}")  # fmt: skip
+    for name, r in results.items():
+        if name == "cli_month":
+            continue
+        per_day = r["api_requests"] / max(r["written"]["days"], 1) if "written" in r else 0
+        ratio = f"{r['wall_s'] / cli:.2f}" if cli else "-"
+        _say(f"{name:<18}{r['wall_s']:>9.1f}{r['cpu_s']:>8.1f}{r['peak_mem_mb']:>9.0f}"
+             f"{per_day:>9.2f}{'yes' if r.get('correct') else 'NO':>9}{ratio:>12}")  # fmt: skip
+    targets = _targets(profile, floor, results)
     _say("")
-    for name, value in ratios.items():
-        _say(f"{name:<24}{value:>8.2f}")
+    for target, (value, met) in targets.items():
+        _say(f"  {'met ' if met else 'MISS'}  {target}: {value}")
+    if "core" in results:
+        _say(f"  core / request floor: {results['core']['wall_s'] / floor:.2f}")
+    return {"request_floor_s": floor, "results": results,
+            "targets": {k: {"value": v, "met": m} for k, (v, m) in targets.items()}}  # fmt: skip
+
+
+def _targets(
+    profile: str, floor: float, results: dict[str, dict[str, Any]]
+) -> dict[str, tuple[str, bool]]:
+    """The issue's numbers, each with the measured value and whether it was met."""
+    wall = {name: r["wall_s"] for name, r in results.items() if r.get("correct")}
+    peers = {name: w for name, w in wall.items() if name in PEERS}
+    targets: dict[str, tuple[str, bool]] = {}
+    for name in ("core", "cli", "naive"):
+        if name in results:
+            r = results[name]
+            one = r["max_requests_per_day"] == 1 and r["api_requests"] == r["written"]["days"]
+            targets[f"{name}: one API request per day"] = (
+                f"{r['api_requests']} requests, {r['written']['days']} days",
+                one,
+            )
+    if peers and "cli" in wall:
+        fastest = min(peers, key=peers.get)
+        targets["cli below every peer"] = (
+            f"{wall['cli']:.1f} s against {fastest} {peers[fastest]:.1f} s",
+            wall["cli"] < peers[fastest],
+        )
+    if peers and "core" in wall:
+        fastest = min(peers, key=peers.get)
+        ratio = wall["core"] / peers[fastest]
+        targets["core <= 0.67 x the fastest peer"] = (f"{ratio:.2f} ({fastest})", ratio <= 0.67)
+    if "cli_month" in results and "cli" in results:
+        full, month = results["cli"]["peak_mem_mb"], results["cli_month"]["peak_mem_mb"]
+        targets["cli memory, history / month <= 1.15"] = (
+            f"{full:.0f} / {month:.0f} MB = {full / month:.2f}",
+            full / month <= 1.15,
+        )
+    if "naive" in wall:
+        for name, needed in (("cli", 5.0), ("core", 12.0)):
+            if name in wall:
+                ratio = wall["naive"] / wall[name]
+                targets[f"naive / {name} >= {needed:g}"] = (f"{ratio:.1f}", ratio >= needed)
+    return targets  # fmt: skip
+
+
+def _environment(
+    args: argparse.Namespace, api_url: str, s3_url: str, first: dt.date, last: dt.date
+) -> dict[str, str]:
     return {
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "platform": platform.platform(),
-        },
-        "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-        "settings": {
-            "days": days,
-            "iso": args.iso,
-            "latency_ms": args.latency_ms,
-            "concurrency": args.concurrency,
-            "request_floor_s": floor,
-        },
-        "results": results,
-        "ratios": ratios,
+        **os.environ,
+        "API_URL": api_url,
+        "AWS_ENDPOINT_URL": s3_url,
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",  # for pyarrow's own S3 uploads
+        "BUCKET_NAME": BUCKET,
+        "ISO_CODE": args.iso,
+        "FETCH_CONCURRENCY": str(args.concurrency),
+        "CATALOG_MODE": "local",  # the catalog is not measured here
+        "PYTHONPATH": str(ROOT),
     }
 
 
-def _count_objects(s3_url: str, prefix: str) -> int:
-    s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
-                      aws_access_key_id="bench", aws_secret_access_key="bench")  # fmt: skip
-    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=prefix)
-    return sum(len(page.get("Contents", [])) for page in pages)
-
-
-class _servers:
+@contextmanager
+def _servers(latency_ms: float, profile: str) -> Iterator[tuple[str, str]]:
     """The replay API and moto's S3 server, each in a process of its own on 127.0.0.1."""
-
-    def __init__(self, latency_ms: float) -> None:
-        self.latency_ms = latency_ms
-        self.processes: list[subprocess.Popen] = []
-
-    def __enter__(self) -> tuple[str, str]:
-        replay = subprocess.Popen(
-            [sys.executable, "-m", "covid_pipeline.replay", "--port", "0",
-             "--latency-ms", str(self.latency_ms)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-        )  # fmt: skip
-        self.processes.append(replay)
+    replay = subprocess.Popen(
+        [sys.executable, "-m", "covid_pipeline.replay", "--port", "0",
+         "--latency-ms", str(latency_ms), "--profile", profile],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    port = _free_port()
+    moto = str(Path(sys.executable).with_name("moto_server"))  # the pinned one, not the PATH's
+    s3_server = subprocess.Popen(
+        [moto, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
         assert replay.stdout is not None
         api_url = replay.stdout.readline().strip()
-        port = _free_port()
-        moto = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
-        self.processes.append(
-            subprocess.Popen(
-                [moto, "-H", "127.0.0.1", "-p", str(port)],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        )
         s3_url = f"http://127.0.0.1:{port}"
         _wait_for(s3_url)
-        return api_url, s3_url
-
-    def __exit__(self, *exc: object) -> None:
-        for process in self.processes:
+        yield api_url, s3_url
+    finally:
+        for process in (replay, s3_server):
             process.terminate()
             process.wait(timeout=10)
 
