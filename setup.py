@@ -6,7 +6,15 @@ from setuptools import find_packages, setup
 DAGSTER = ["dagster==1.13.27", "dagster-aws==0.29.27", "dagster-webserver==1.13.27"]
 # What the Lambda handler needs: the `lambda` extra, which `make lambda-package` ships.
 # dagster-pipes (no dependencies) reports to Dagster when the fan-out mode invokes the function.
-LAMBDA = ["pyarrow==26.0.1", "requests==2.34.2", "boto3==1.44.8", "dagster-pipes==1.13.27"]
+LAMBDA = [
+    "pyarrow==26.0.1",
+    "requests==2.34.2",
+    "boto3==1.44.8",
+    "dagster-pipes==1.13.27",
+    # Decodes the API's JSON into typed records in one validating pass: 4x faster than
+    # json.loads plus coercion on a US day (see README, Dependencies). No dependencies.
+    "msgspec==0.23.0",
+]
 
 setup(
     name="covid_pipeline",

@@ -63,7 +63,7 @@ SCHEMA = pa.schema(
     ]
 )
 
-_COUNTS = (
+COUNT_COLUMNS = (  # the counts of a record, all int64
     "confirmed",
     "deaths",
     "recovered",
@@ -121,7 +121,7 @@ def _row(day: dt.date, index: int, record: Mapping[str, Any]) -> dict[str, Any]:
             "fatality_rate": _float(_required(record, "fatality_rate"), "fatality_rate"),
             "last_update": _timestamp(_required(record, "last_update"), "last_update"),
         }
-        for name in _COUNTS:
+        for name in COUNT_COLUMNS:
             row[name] = _int(_required(record, name), name)
     except _FieldError as error:
         raise SchemaError(f"{where}: {error}") from None
@@ -162,22 +162,36 @@ def _required(record: Mapping[str, Any], name: str, path: str = "") -> Any:
 # each tries the type the API normally sends first, and formats no message unless it fails.
 
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+
+
 def _int(value: Any, name: str) -> int | None:
-    if type(value) is int:
+    if type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
         return value
     if value is None or value == "":
         return None
     if isinstance(value, bool):  # bool is an int in Python, never in this API
         raise _FieldError(f"field '{name}' is a boolean, expected an integer")
     try:
-        number = float(value) if isinstance(value, str) else value
+        number = _number(value) if isinstance(value, str) else value
         if not isinstance(number, int | float) or (
             isinstance(number, float) and not number.is_integer()
         ):
             raise ValueError(value)
-        return int(number)
+        integer = int(number)
     except (TypeError, ValueError, OverflowError):
         raise _FieldError(f"field '{name}' = {value!r} is not an integer") from None
+    if not _INT64_MIN <= integer <= _INT64_MAX:
+        raise _FieldError(f"field '{name}' = {value!r} does not fit a 64-bit integer")
+    return integer
+
+
+def _number(text: str) -> int | float:
+    # "9840" as an int, exactly (a float would round past 2**53); "9840.0" through float.
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _float(value: Any, name: str) -> float | None:
@@ -214,7 +228,7 @@ def _timestamp(value: Any, name: str) -> dt.datetime | None:
     if type(value) is not str:
         raise _FieldError(f"field '{name}' = {value!r} is not a YYYY-MM-DD HH:MM:SS timestamp")
     try:
-        return _parse_timestamp(value)
+        return parse_timestamp(value)
     except ValueError:
         raise _FieldError(
             f"field '{name}' = {value!r} is not a YYYY-MM-DD HH:MM:SS timestamp"
@@ -222,8 +236,12 @@ def _timestamp(value: Any, name: str) -> dt.datetime | None:
 
 
 @functools.lru_cache(maxsize=4096)  # a day's counties share a handful of timestamps
-def _parse_timestamp(value: str) -> dt.datetime:
-    # The API writes "YYYY-MM-DD HH:MM:SS" in UTC; fromisoformat also takes the "T" form.
+def parse_timestamp(value: str) -> dt.datetime:
+    """A timestamp as the API writes it, "YYYY-MM-DD HH:MM:SS" in UTC (or ISO 8601), naive UTC.
+
+    Raises:
+        ValueError: when `value` is not such a timestamp.
+    """
     stamp = dt.datetime.fromisoformat(value)
     if stamp.tzinfo is not None:
         stamp = stamp.astimezone(dt.timezone.utc).replace(tzinfo=None)
