@@ -35,9 +35,8 @@ _CHECKS = {
     io_manager_key="hive_parquet_io_manager",
     group_name="covid",
     kinds={"parquet", "python"},
-    retry_policy=dg.RetryPolicy(
-        max_retries=2, delay=10, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
-    ),
+    # No step retry policy: the API client retries each request (the one retry budget), a
+    # retried step would fetch every day again, and Dagster would retry a stop (an interrupt).
     check_specs=[dg.AssetCheckSpec(name, asset=_DAILY) for name in _CHECKS],
     metadata={"dagster/column_schema": _COLUMN_SCHEMA},
 )
@@ -64,63 +63,66 @@ def covid_daily_reports(
         yield from _run_in_lambda(context, lambda_fanout, covid_api.iso_code)
         return
     hive_parquet_io_manager.preflight()  # a missing bucket fails now, not after the fetches
-    days = [dt.date.fromisoformat(key) for key in context.partition_keys]
-    context.log.info(
-        f"fetching {len(days)} days of {covid_api.iso_code} from {covid_api.api_url} "
-        f"({covid_api.fetch_concurrency} at a time)"
-    )
     client = covid_api.client()
+    stream = pipeline.DayStream(
+        client,
+        [dt.date.fromisoformat(key) for key in context.partition_keys],
+        concurrency=covid_api.fetch_concurrency,
+        cpu_workers=covid_api.cpu_workers,
+        on_progress=context.log.info,
+    )
+    context.log.info(
+        f"fetching {stream.total} days of {covid_api.iso_code} from {covid_api.api_url}, "
+        f"{covid_api.fetch_concurrency} at a time"
+        + (f", decoded in {stream.cpu_workers} processes" if stream.cpu_workers else "")
+    )
     try:
-        outcome = pipeline.fetch_days(
-            client, days, concurrency=covid_api.fetch_concurrency, on_progress=context.log.info
-        )
+        # The IO manager writes and records each day as it arrives (see io_managers.py).
+        yield dg.Output(stream)
     finally:
         client.close()
-    if outcome.failures:
-        # A failed step's output never reaches the IO manager, so the days that did arrive are
-        # written through it here, each recorded as its partition's materialization.
-        written = hive_parquet_io_manager.write(outcome.tables, context.log)
-        for day, file in written.items():  # yielded: events logged on a failing step are lost
-            yield dg.AssetMaterialization(_DAILY, partition=day, metadata=day_metadata(file))
-        raise dg.Failure(
-            description=outcome.failure_report()
-            + f"\nThe other {len(written)} days were written, each file whole. Re-run the same "
-            "range once the cause is fixed: days are overwritten, never duplicated.",
-            metadata={"failed_days": sorted(outcome.failures), "written_days": len(written)},
-            allow_retries=outcome.transient,  # a schema problem will not pass on a retry
-        )
-    yield dg.Output(outcome.tables)
-    yield from _check_results(checks.run_all(outcome.tables, covid_api.iso_code))
+    yield from _check_results(checks.merge(stream.check_failures, stream.rows, covid_api.iso_code))
 
 
 def _run_in_lambda(
     context: dg.AssetExecutionContext, lambda_fanout: LambdaFanoutResource, iso_code: str
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
     """The opt-in fan-out: the Lambda writes the files; the run records what it reported."""
     days = list(context.partition_keys)
     outcome = run_in_lambda(context, lambda_fanout, days)
-    for day, file in outcome.written.items():
-        context.add_asset_metadata(day_metadata(file), partition_key=day)
-    for day in outcome.skipped:
-        context.add_asset_metadata(day_metadata(None), partition_key=day)
-    if outcome.failed:
+    landed = {day: day_metadata(file) for day, file in outcome.written.items()}
+    landed |= {day: day_metadata(None) for day in outcome.skipped}
+    context.log.info(
+        f"Lambda {lambda_fanout.function_name} wrote {len(outcome.written)} of {len(days)} "
+        f"days in {outcome.invocations} invocations; {len(outcome.skipped)} had no data"
+    )
+    if outcome.stopped is not None or outcome.failed:
+        # The step is about to fail: what the function did write must still show, day by day.
+        for day, metadata in sorted(landed.items()):
+            yield dg.AssetMaterialization(_DAILY, partition=day, metadata=metadata | _IN_LAMBDA)
+        if outcome.stopped is not None:
+            raise outcome.stopped  # a stop, not a failure: Dagster ends the run as canceled
         raise dg.Failure(
-            description=pipeline.failure_report(outcome.failed, len(days), "failed in Lambda")
-            + f"\nThe other {len(outcome.written)} days were written, each file whole. Re-run "
-            "the same range once the cause is fixed: days are overwritten, never duplicated.",
+            description="\n".join(
+                [
+                    pipeline.failure_report(
+                        outcome.failed, len(days), f"failed in Lambda {lambda_fanout.function_name}"
+                    ),
+                    pipeline.written_before(len(outcome.written), len(days)),
+                    pipeline.RERUN_ADVICE,
+                ]
+            ),
             metadata={"failed_days": sorted(outcome.failed), "written_days": len(outcome.written)},
             allow_retries=False,
         )
-    yield dg.MaterializeResult(
-        metadata={
-            "execution": "lambda",
-            "invocations": outcome.invocations,
-            "run_days_written": len(outcome.written),
-            "run_days_skipped": len(outcome.skipped),
-        }
-    )
+    for day, metadata in landed.items():
+        context.add_asset_metadata(metadata | _IN_LAMBDA, partition_key=day)
+    yield dg.MaterializeResult()
     rows = {day: 0 for day in outcome.skipped} | {d: f.rows for d, f in outcome.written.items()}
     yield from _check_results(checks.merge(outcome.check_failures, rows, iso_code))
+
+
+_IN_LAMBDA = {"execution": "lambda"}
 
 
 def _check_results(outcomes: list[checks.CheckOutcome]) -> Iterator[dg.AssetCheckResult]:

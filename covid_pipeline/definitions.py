@@ -39,6 +39,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 api_url=settings.api_url,
                 iso_code=settings.iso_code,
                 fetch_concurrency=settings.fetch_concurrency,
+                cpu_workers=settings.cpu_workers,
                 connect_timeout_s=settings.http_connect_timeout_s,
                 read_timeout_s=settings.http_read_timeout_s,
                 max_retries=settings.http_max_retries,

@@ -6,7 +6,7 @@ keys to the event and reads the handler's report from the log tail the invocatio
 The Lambda writes the files itself, to the same keys the IO manager would use.
 """
 
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed, wait
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +40,8 @@ class FanoutOutcome:
     failed: dict[str, str] = field(default_factory=dict)
     check_failures: dict[str, dict[str, str]] = field(default_factory=dict)
     invocations: int = 0
+    # Set when the run was told to stop: no invocation started after it.
+    stopped: BaseException | None = None
 
 
 def run_in_lambda(
@@ -52,23 +54,42 @@ def run_in_lambda(
         f"invocations of up to {fanout.chunk_days} days, {fanout.parallelism} at a time"
     )
     client = fanout.lambda_client()
-    outcome = FanoutOutcome(invocations=len(chunks))
+    outcome = FanoutOutcome()
     progress = Progress("backfilled in Lambda", len(days), context.log.info)
-    with ThreadPoolExecutor(max_workers=fanout.parallelism, thread_name_prefix="lambda") as pool:
-        futures = {
-            pool.submit(_invoke, context, client, fanout.function_name, chunk): chunk
-            for chunk in chunks
-        }
+    pool = ThreadPoolExecutor(max_workers=fanout.parallelism, thread_name_prefix="lambda")
+    futures = {
+        pool.submit(_invoke, context, client, fanout.function_name, chunk): chunk
+        for chunk in chunks
+    }
+    try:
         for future in as_completed(futures):
-            chunk = futures[future]
-            try:
-                _merge(outcome, future.result())
-            except Exception as error:  # an invocation that failed as a whole fails its days
-                cause = f"invocation for {chunk[0]}..{chunk[-1]} failed: {error}"
-                outcome.failed.update(dict.fromkeys(chunk, cause[:2000]))
-            for _ in chunk:
-                progress.tick()
+            _settle(outcome, futures[future], future, progress)
+    except (KeyboardInterrupt, dg.DagsterExecutionInterruptedError) as stop:
+        # No invocation starts after a stop. Those running cannot be called back (Lambda has
+        # no cancel), so they finish, and what they wrote is reported before the run ends.
+        pool.shutdown(wait=False, cancel_futures=True)
+        running = {f: chunk for f, chunk in futures.items() if not f.cancelled() and not f.done()}
+        context.log.warning(
+            f"stopping: no further invocation; waiting for the {len(running)} running"
+        )
+        wait(running)
+        for future, chunk in running.items():
+            _settle(outcome, chunk, future, progress)
+        outcome.stopped = stop
+    finally:
+        pool.shutdown(wait=True)
+    outcome.invocations = sum(not future.cancelled() for future in futures)
     return outcome
+
+
+def _settle(outcome: FanoutOutcome, chunk: list[str], future: Future, progress: Progress) -> None:
+    try:
+        _merge(outcome, future.result())
+    except Exception as error:  # an invocation that failed as a whole fails its days
+        cause = f"invocation for {chunk[0]}..{chunk[-1]} failed: {error}"
+        outcome.failed.update(dict.fromkeys(chunk, cause[:2000]))
+    for day in chunk:
+        progress.tick(failed=day in outcome.failed)
 
 
 def _invoke(

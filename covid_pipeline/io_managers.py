@@ -1,8 +1,15 @@
-"""The IO manager that turns daily tables into a Hive-partitioned Parquet data lake.
+"""The IO manager that turns a stream of days into a Hive-partitioned Parquet data lake.
 
-It accepts an output that covers many partitions (a dict of day -> table), which Dagster's
-UPath-based managers refuse (dagster issue 14332), so that `BackfillPolicy.single_run()`
+The daily asset hands it a `DayStream`: days arrive as they are fetched and decoded, and each is
+written the moment it arrives, so fetching, encoding and uploading overlap and memory stays flat
+however long the range. A run over many partitions is one output, which Dagster's UPath-based
+managers refuse (dagster issue 14332); this one takes it, so `BackfillPolicy.single_run()`
 backfills a whole range in one run. Keys come from `core.storage`, so every writer agrees.
+
+It is the one place that writes and records a day. Each day's metadata is recorded as it
+lands; when the run succeeds Dagster turns it into one materialization per day. When days
+failed, or the run is stopped, the days written so far are recorded here before the step fails,
+and only those: a failed day never shows as materialized.
 """
 
 import contextlib
@@ -15,9 +22,9 @@ import pandas as pd
 import pyarrow as pa
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core import storage, transform
+from covid_pipeline.core import pipeline, storage, transform
 from covid_pipeline.core.config import storage_problems
-from covid_pipeline.core.pipeline import short_list, write_days
+from covid_pipeline.core.pipeline import DayStream, FetchedDay, short_list
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -50,41 +57,45 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         with _stop_on_storage_access_error():
             self.store().preflight(self.prefix)
 
-    def write(
-        self, tables: Mapping[str, pa.Table], log: dg.DagsterLogManager
-    ) -> dict[str, storage.WrittenFile | None]:
-        """Write each day's table (None: no rows, skipped); the asset uses it for partial runs."""
-        with _stop_on_storage_access_error():
-            return write_days(
-                self.store(),
-                self.prefix,
-                tables,
-                concurrency=self.write_concurrency,
-                on_progress=log.info,
-            )
+    def handle_output(
+        self, context: dg.OutputContext, obj: DayStream | Mapping[str, pa.Table]
+    ) -> Iterator[dg.DagsterEvent]:
+        """Write each day of `obj` as it arrives, a few at once, recording each as it lands.
 
-    def handle_output(self, context: dg.OutputContext, obj: Mapping[str, pa.Table]) -> None:
-        """Write one file per day in `obj`, concurrently, and record per-day metadata."""
+        `obj` is the asset's `DayStream`, or a mapping of day -> table (an empty table for a
+        day without data). Fails the step, after recording the days written, when any day
+        failed to arrive or to be written.
+        """
         days = list(context.asset_partition_keys)
-        missing = sorted(set(days) - set(obj))
-        if not isinstance(obj, Mapping) or missing:
-            raise dg.DagsterInvariantViolationError(
-                f"{context.asset_key.to_user_string()} must return a table for every day of "
-                f"its run (an empty table for a day without data); missing: {missing[:10]}"
+        arriving = obj if isinstance(obj, DayStream) else _as_arrivals(context, obj, days)
+        store = self.store()
+        recorder = _Recorder(context, days)
+        try:
+            with _stop_on_storage_access_error():
+                write_failures = pipeline.write_stream(
+                    arriving,
+                    lambda day: storage.write_day(store, self.prefix, day.day, day.table),
+                    concurrency=self.write_concurrency,
+                    total=len(days),
+                    on_written=recorder.record,
+                )
+        except (Exception, KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
+            # A failed or stopped step records nothing by itself: the days that did land
+            # must still show as materialized, with their files.
+            yield from recorder.log_materializations()
+            raise
+        stream_failures = arriving.failures if isinstance(arriving, DayStream) else {}
+        if stream_failures or write_failures:
+            yield from recorder.log_materializations()
+            raise dg.Failure(
+                description=_failure_report(arriving, len(recorder.written), write_failures),
+                metadata={
+                    "failed_days": sorted({*stream_failures, *write_failures}),
+                    "written_days": len(recorder.written),
+                },
+                allow_retries=False,  # the API client has retried already: one retry budget
             )
-        written = self.write({day: obj[day] for day in days}, context.log)
-        for day in days:
-            _add_partition_metadata(context, days, day, day_metadata(written[day]))
-        skipped = [day for day, file in written.items() if file is None]
-        if skipped:
-            context.log.info(f"skipped {len(skipped)} days without data: {short_list(skipped)}")
-        if len(days) > 1:
-            context.add_output_metadata(
-                {
-                    "run_days_written": len(days) - len(skipped),
-                    "run_days_skipped": len(skipped),
-                }
-            )
+        recorder.summarise()
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One day as a DataFrame (empty if skipped), or a range as {day: DataFrame}.
@@ -116,6 +127,75 @@ def _stop_on_storage_access_error() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
+def _as_arrivals(
+    context: dg.OutputContext, tables: Mapping[str, pa.Table], days: list[str]
+) -> list[FetchedDay]:
+    missing = sorted(set(days) - set(tables)) if isinstance(tables, Mapping) else days
+    if missing:
+        raise dg.DagsterInvariantViolationError(
+            f"{context.asset_key.to_user_string()} must return a DayStream, or a table for "
+            f"every day of its run (an empty table for a day without data); missing: "
+            f"{missing[:10]}"
+        )
+    return [FetchedDay(day, tables[day]) for day in days]
+
+
+def _failure_report(
+    arriving: DayStream | list[FetchedDay], written: int, write_failures: Mapping[str, str]
+) -> str:
+    if isinstance(arriving, DayStream):
+        return arriving.failure_report(written, write_failures)
+    total = len(arriving)
+    return "\n".join(
+        [
+            pipeline.failure_report(write_failures, total, "could not be written"),
+            pipeline.written_before(written, total),
+            pipeline.RERUN_ADVICE,
+        ]
+    )
+
+
+class _Recorder:
+    """Records each day's metadata as it lands, for Dagster's per-day materializations."""
+
+    def __init__(self, context: dg.OutputContext, days: list[str]) -> None:
+        self.context = context
+        self.days = days
+        self.metadata: dict[str, dict[str, Any]] = {}  # day -> its metadata, as they landed
+        self.written: list[str] = []
+        self.skipped: list[str] = []
+
+    def record(self, fetched: FetchedDay, file: storage.WrittenFile | None) -> None:
+        """Called as a day lands (None: skipped, no data)."""
+        metadata = self.metadata[fetched.day] = day_metadata(file)
+        (self.skipped if file is None else self.written).append(fetched.day)
+        if len(self.days) == 1:
+            self.context.add_output_metadata(metadata)
+        else:
+            # add_output_metadata applies to every partition of the output; per-day figures
+            # need partition-scoped metadata, which Dagster merges into that day's
+            # materialization event after handle_output returns.
+            self.context.step_context.add_asset_metadata(metadata, partition_key=fetched.day)
+
+    def log_materializations(self) -> Iterator[dg.DagsterEvent]:
+        """A materialization for each day that landed, logged now: the step is about to fail."""
+        for day, metadata in sorted(self.metadata.items()):
+            self.context.log_event(
+                dg.AssetMaterialization(self.context.asset_key, partition=day, metadata=metadata)
+            )
+        # Yielded from this generator, the events are stored before the failure ends the step
+        # (events merely logged on the context would be lost with it).
+        yield from self.context.consume_events()
+
+    def summarise(self) -> None:
+        """One log line for the whole run; the per-day metadata holds per-day facts only."""
+        skipped = f"; skipped {len(self.skipped)} without data: {short_list(self.skipped)}"
+        self.context.log.info(
+            f"wrote {len(self.written)} of {len(self.days)} days"
+            + (skipped if self.skipped else "")
+        )
+
+
 def day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:
     """A day's materialization metadata: its file, or that it was skipped (None)."""
     if file is None:
@@ -123,18 +203,6 @@ def day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:
     return {
         "dagster/row_count": file.rows,
         "dagster/uri": file.uri,
-        "size_bytes": file.bytes,
+        "size_kib": round(file.bytes / 1024, 1),
         "skipped": False,
     }
-
-
-def _add_partition_metadata(
-    context: dg.OutputContext, days: list[str], day: str, metadata: dict[str, Any]
-) -> None:
-    if len(days) == 1:
-        context.add_output_metadata(metadata)
-        return
-    # add_output_metadata applies to every partition of the output; per-day figures need the
-    # partition-scoped metadata that assets set with context.add_asset_metadata. Dagster
-    # merges it into that day's materialization event after handle_output returns.
-    context.step_context.add_asset_metadata(metadata, partition_key=day)

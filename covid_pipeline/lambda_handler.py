@@ -97,6 +97,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             days,
             concurrency=SETTINGS.fetch_concurrency,
             staging_dir=Path(staging),
+            cpu_workers=SETTINGS.cpu_workers,
             time_left_s=lambda: (
                 context.get_remaining_time_in_millis() / 1000 - _STOP_BEFORE_DEADLINE_S
             ),

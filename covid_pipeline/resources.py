@@ -25,6 +25,7 @@ class CovidApiResource(dg.ConfigurableResource):
     api_url: str
     iso_code: str
     fetch_concurrency: int = 8
+    cpu_workers: int | None = None  # processes that decode days; None: automatic
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
     max_retries: int = 5

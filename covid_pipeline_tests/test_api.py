@@ -13,13 +13,16 @@ DAY = dt.date(2020, 4, 16)
 
 
 class SleepRecorder:
-    """Stands in for time.sleep: the tests check the delays without waiting them out."""
+    """Stands in for time.sleep and the clock: the tests check delays without waiting them out."""
 
     def __init__(self) -> None:
         self.delays: list[float] = []
 
     def __call__(self, seconds: float) -> None:
         self.delays.append(seconds)
+
+    def now(self) -> float:
+        return sum(self.delays)
 
 
 def make_client(url: str, sleep: SleepRecorder, **retry: float) -> CovidApiClient:
@@ -30,18 +33,19 @@ def make_client(url: str, sleep: SleepRecorder, **retry: float) -> CovidApiClien
         read_timeout_s=0.5,
         retry=RetryPolicy(**{"max_retries": 3, "backoff_s": 0.1, **retry}),  # type: ignore[arg-type]
         sleep=sleep,
+        clock=sleep.now,
     )
 
 
 def test_api_fetches_a_day_as_the_api_sends_it(replay: ReplayServer) -> None:
     client = make_client(replay.url, SleepRecorder())
-    assert client.fetch_day(DAY) == jhu.reports("CAN", DAY)
+    assert client.fetch_day(DAY).records() == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 1
 
 
 def test_api_returns_empty_list_for_a_day_without_data(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="empty")])
-    assert make_client(replay.url, SleepRecorder()).fetch_day(DAY) == []
+    assert make_client(replay.url, SleepRecorder()).fetch_day(DAY).records() == []
 
 
 @pytest.mark.parametrize(
@@ -59,7 +63,7 @@ def test_api_returns_empty_list_for_a_day_without_data(replay: ReplayServer) -> 
 def test_api_recovers_from_transient_faults(replay: ReplayServer, fault: Fault) -> None:
     replay.set_faults([fault])
     sleep = SleepRecorder()
-    assert make_client(replay.url, sleep).fetch_day(DAY) == jhu.reports("CAN", DAY)
+    assert make_client(replay.url, sleep).fetch_day(DAY).records() == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 3
     # Exponential backoff with +-50% jitter: 0.1 then 0.2 seconds, give or take half.
     assert 0.05 <= sleep.delays[0] <= 0.15 and 0.1 <= sleep.delays[1] <= 0.3
@@ -97,7 +101,7 @@ def test_api_does_not_retry_a_client_error(replay: ReplayServer) -> None:
 
 def test_api_follows_pagination(replay: ReplayServer) -> None:
     replay.page_size = 4
-    records = make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+    records = make_client(replay.url, SleepRecorder()).fetch_day(DAY).records()
     assert records == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 4  # 14 records, 4 per page
 
@@ -117,17 +121,60 @@ def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
 
 @pytest.mark.reliability(
     "API",
-    "the API is down (connection refused)",
+    "the API goes down mid-run (connection refused after it answered)",
     "each day fails after its retries; after 50 failures in a row the rest fail at once "
     "without a request (circuit breaker)",
 )
 def test_api_fails_fast_once_the_api_is_down() -> None:
     sleep = SleepRecorder()
-    client = make_client(f"http://127.0.0.1:{free_port()}/api", sleep, circuit_breaker=6)
-    with pytest.raises(ApiError, match="connection failed"):
+    with ReplayServer() as server:  # it answers once, then goes away
+        client = make_client(server.url, sleep, circuit_breaker=6)
+        client.fetch_day(DAY)
+    client.close()  # drop the kept-alive connection, which the server's thread would still serve
+    with pytest.raises(ApiError, match=r"connection refused \(127\.0\.0\.1:\d+\)"):
         client.fetch_day(DAY)  # 4 attempts: 4 failures in a row
     with pytest.raises(ApiError, match="not tried: the API failed 6 times in a row"):
         client.fetch_day(DAY + dt.timedelta(days=1))  # 2 more, then the breaker opens
     with pytest.raises(ApiError, match="not tried"):
         client.fetch_day(DAY + dt.timedelta(days=2))
     assert len(sleep.delays) == 3 + 2
+
+
+@pytest.mark.reliability(
+    "API",
+    "the API is down from the start (connection refused, never answered)",
+    "reported after 3 s of refusals, not after every day's retries: 'could not connect to "
+    "<API_URL> ... Is the API up, and is API_URL right?'; the other days fail at once",
+)
+def test_api_that_never_answers_is_reported_within_seconds() -> None:
+    sleep = SleepRecorder()
+    url = f"http://127.0.0.1:{free_port()}/api"
+    client = make_client(url, sleep, max_retries=8, backoff_s=0.5)
+    with pytest.raises(ApiError, match=f"could not connect to {url}: it refused every") as err:
+        client.fetch_day(DAY)
+    assert err.value.transient
+    # Backoff 0.5, 1, 2 (+-50%): the 3 s window closes after 3 or 4 attempts, not 9.
+    assert 3.0 <= sleep.now() < 8.0 and len(sleep.delays) < 5
+    with pytest.raises(ApiError, match="could not connect"):
+        client.fetch_day(DAY + dt.timedelta(days=1))
+    assert len(sleep.delays) < 5  # the next day was not even tried
+
+
+def test_api_rides_through_a_restart_shorter_than_the_window() -> None:
+    port = free_port()
+    started: list[ReplayServer] = []
+
+    class RestartsAfterOneSecond(SleepRecorder):
+        def __call__(self, seconds: float) -> None:
+            super().__call__(seconds)
+            if self.now() >= 1.0 and not started:  # the API comes back up, on the same port
+                started.append(ReplayServer(port=port).start())
+
+    sleep = RestartsAfterOneSecond()
+    client = make_client(f"http://127.0.0.1:{port}/api", sleep, max_retries=5, backoff_s=0.5)
+    try:
+        assert client.fetch_day(DAY).records() == jhu.reports("CAN", DAY)
+    finally:
+        for server in started:
+            server.stop()
+    assert sleep.now() < 3.0 and started

@@ -98,10 +98,11 @@ def test_asset_failure_lists_every_failed_day_and_writes_the_others(
     )
     result = materialize(defs, instance, "2021-01-10", "2021-01-14")
     message = failure_message(result)
-    assert message.startswith("2 of 5 days failed:")
-    assert "2021-01-11: record 0 (Alabama): missing required field 'deaths'" in message
-    assert "2021-01-13: record 0 (Alabama): missing required field 'deaths'" in message
-    assert "The other 3 days were written" in message and "Re-run the same range" in message
+    assert message.startswith(f"2 of 5 days failed (API: {replay.url}):\n")
+    assert (
+        "  2021-01-11, 2021-01-13: record 0 (Alabama): missing required field 'deaths'" in message
+    )
+    assert "The other 3 of 5 days were written" in message and "Re-run the same range" in message
     good = ["2021-01-10", "2021-01-12", "2021-01-14"]
     assert sorted(s3_keys(s3_bucket)) == [f"lake/covid/date={d}/data.parquet" for d in good]
     # The UI shows exactly the written days as materialized, each with its file.

@@ -169,3 +169,13 @@ def test_config_refuses_catalog_settings_that_cannot_work(
 def test_config_refuses_fanout_settings_that_cannot_work(env: dict[str, str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load_settings(env)
+
+
+@pytest.mark.parametrize(("text", "workers"), [("auto", None), ("AUTO", None), ("0", 0), ("3", 3)])
+def test_config_cpu_workers_is_a_number_or_auto(text: str, workers: int | None) -> None:
+    assert load_settings({"CPU_WORKERS": text}).cpu_workers == workers
+
+
+def test_config_cpu_workers_refuses_anything_else() -> None:
+    with pytest.raises(ConfigError, match="CPU_WORKERS 'many' must be a whole number or auto"):
+        load_settings({"CPU_WORKERS": "many"})

@@ -26,21 +26,26 @@ def output_context(day: str) -> dg.OutputContext:
     )
 
 
+def write(manager: HiveParquetIOManager, context: dg.OutputContext, tables: dict) -> None:
+    """Run handle_output to its end, as Dagster does (it is a generator)."""
+    list(manager.handle_output(context, tables))
+
+
 def test_io_manager_writes_the_exact_hive_key_with_metadata(tmp_path: Path) -> None:
     context = output_context("2021-01-15")
-    manager(tmp_path).handle_output(context, {"2021-01-15": replay_table("2021-01-15")})
+    write(manager(tmp_path), context, {"2021-01-15": replay_table("2021-01-15")})
     path = tmp_path / "covid/usa/date=2021-01-15/data.parquet"
     assert path.is_file()
     metadata = context.get_logged_metadata()
     assert metadata["dagster/row_count"].value == 56
     assert metadata["dagster/uri"].value == str(path)
-    assert metadata["size_bytes"].value == path.stat().st_size
+    assert metadata["size_kib"].value == round(path.stat().st_size / 1024, 1)
     assert metadata["skipped"].value is False
 
 
 def test_io_manager_skips_a_day_without_rows(tmp_path: Path) -> None:
     context = output_context("2021-01-15")
-    manager(tmp_path).handle_output(context, {"2021-01-15": SCHEMA.empty_table()})
+    write(manager(tmp_path), context, {"2021-01-15": SCHEMA.empty_table()})
     assert not (tmp_path / "covid/usa/date=2021-01-15").exists()
     metadata = context.get_logged_metadata()
     assert (metadata["skipped"].value, metadata["dagster/row_count"].value) == (True, 0)
@@ -48,7 +53,7 @@ def test_io_manager_skips_a_day_without_rows(tmp_path: Path) -> None:
 
 def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
     with pytest.raises(dg.DagsterInvariantViolationError, match=r"missing: \['2021-01-15'\]"):
-        manager(tmp_path).handle_output(output_context("2021-01-15"), {})
+        write(manager(tmp_path), output_context("2021-01-15"), {})
 
 
 def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:

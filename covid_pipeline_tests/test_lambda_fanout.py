@@ -104,6 +104,14 @@ def test_fanout_failure_names_failed_days_and_keeps_the_rest(
     replay.set_faults([Fault(kind="drop_field", field="deaths", dates=["2021-01-03"])])
     result = fan_out(replay, s3_bucket, "2021-01-01", "2021-01-08")
     message = failure_message(result)
-    assert message.startswith("1 of 8 days failed in Lambda:")
-    assert "2021-01-03: record 0 (Alabama): missing required field 'deaths'" in message
+    assert message.startswith("1 of 8 days failed in Lambda covid-daily-reports-backfill:\n")
+    assert "  2021-01-03: record 0 (Alabama): missing required field 'deaths'" in message
+    assert "The other 7 of 8 days were written" in message
     assert len(s3_keys(s3_bucket)) == 7  # every other day written whole
+    # ... and recorded as materialized, each with its file; the failed day is not.
+    events = {
+        e.partition: e.metadata
+        for e in result.asset_materializations_for_node("covid_daily_reports")
+    }
+    assert sorted(events) == [f"2021-01-0{day}" for day in (1, 2, 4, 5, 6, 7, 8)]
+    assert events["2021-01-04"]["dagster/uri"].value.endswith("date=2021-01-04/data.parquet")

@@ -1,16 +1,16 @@
-"""Fetching and writing a range: concurrency, per-day failures, skipped days, progress."""
+"""A range as a stream: concurrency, per-day failures, skipped days, stopping, progress."""
 
 import datetime as dt
+import threading
 from pathlib import Path
 
 import pytest
 
-from covid_pipeline.core import pipeline, storage
+from covid_pipeline.core import pipeline, storage, workers
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.transform import to_table
-from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_tests.conftest import replay_table
 
 DAYS = day_range(dt.date(2021, 1, 10), dt.date(2021, 1, 19))
 
@@ -21,11 +21,20 @@ def client(replay: ReplayServer) -> CovidApiClient:
     )
 
 
-def test_pipeline_fetches_each_day_once_concurrently(replay: ReplayServer) -> None:
-    outcome = pipeline.fetch_days(client(replay), DAYS, concurrency=4)
-    assert outcome.failures == {}
-    assert sorted(outcome.tables) == [d.isoformat() for d in DAYS]
-    assert outcome.tables["2021-01-15"].equals(to_table(DAYS[5], jhu.reports("USA", DAYS[5])))
+def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> pipeline.DayStream:
+    return pipeline.DayStream(client(replay), days, concurrency=4, **options)
+
+
+@pytest.mark.parametrize("cpu_workers", [0, 2], ids=["decoded in threads", "in processes"])
+def test_pipeline_streams_each_day_once_concurrently(
+    replay: ReplayServer, cpu_workers: int
+) -> None:
+    days = stream(replay, cpu_workers=cpu_workers)
+    arrived = {fetched.day: fetched.table for fetched in days}
+    assert days.failures == {} and days.unfinished == []
+    assert sorted(arrived) == [d.isoformat() for d in DAYS]
+    assert all(arrived[day].equals(replay_table(day)) for day in arrived)
+    assert days.rows == {day: 56 for day in arrived}
     assert replay.stats() | {"faults_served": 0} == {
         "requests": 10,
         "distinct_days": 10,
@@ -34,54 +43,109 @@ def test_pipeline_fetches_each_day_once_concurrently(replay: ReplayServer) -> No
     }
 
 
+def test_pipeline_keeps_at_most_its_concurrency_in_flight(replay: ReplayServer) -> None:
+    days = iter(stream(replay))
+    next(days)  # the consumer holds one day and takes no more
+    threading.Event().wait(0.3)
+    # The one taken, and at most twice the concurrency in flight: 4 being fetched, and 4
+    # fetched and decoded, waiting to be taken.
+    assert replay.stats()["requests"] <= 1 + 2 * 4
+    days.close()
+
+
 def test_pipeline_reports_every_failed_day_and_keeps_the_others(replay: ReplayServer) -> None:
     replay.set_faults(
         [
             Fault(kind="status", status=503, dates=["2021-01-12"]),
-            Fault(kind="drop_field", field="deaths", dates=["2021-01-17"]),
+            Fault(kind="drop_field", field="deaths", dates=["2021-01-17", "2021-01-18"]),
         ]
     )
-    outcome = pipeline.fetch_days(client(replay), DAYS, concurrency=4)
-    assert sorted(outcome.failures) == ["2021-01-12", "2021-01-17"]
-    assert len(outcome.tables) == 8
-    assert not outcome.transient  # a missing field will not pass on a retry
-    report = outcome.failure_report()
-    assert report.startswith("2 of 10 days failed:")
-    assert "2021-01-12: HTTP 503 (gave up after 2 attempts)" in report
-    assert "2021-01-17: record 0 (Alabama): missing required field 'deaths'" in report
+    days = stream(replay)
+    assert len(list(days)) == 7
+    assert sorted(days.failures) == ["2021-01-12", "2021-01-17", "2021-01-18"]
+    assert not days.transient  # a missing field will not pass on a retry
+    report = days.failure_report(written=7, write_failures={})
+    assert report.startswith(f"3 of 10 days failed (API: {replay.url}):\n")
+    assert "  2021-01-12: HTTP 503 (gave up after 2 attempts)" in report
+    # Days that failed for the same reason are named together, once.
+    assert (
+        "  2021-01-17, 2021-01-18: record 0 (Alabama): missing required field 'deaths'" in report
+    )
+    assert "The other 7 of 10 days were written, each file whole." in report
+    assert "Re-run the same range" in report
+
+
+def test_pipeline_stop_makes_no_new_request(replay: ReplayServer) -> None:
+    replay.latency_s = 0.05
+    days = stream(replay, day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 31)))
+    taken = []
+    for fetched in days:
+        taken.append(fetched.day)
+        if len(taken) == 3:
+            days.stop()
+    requests_at_stop = replay.stats()["requests"]
+    threading.Event().wait(0.3)  # anything still queued would have been asked for by now
+    assert replay.stats()["requests"] == requests_at_stop <= 3 + 2 * 4
+    assert len(taken) + len(days.unfinished) == 31 and not days.failures
 
 
 def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     replay.set_faults([Fault(kind="empty", dates=["2021-01-11", "2021-01-13"])])
-    outcome = pipeline.fetch_days(client(replay), DAYS, concurrency=4)
     store = storage.LocalStore(tmp_path)
-    written = pipeline.write_days(store, "p", outcome.tables, concurrency=3)
-    assert [day for day, file in written.items() if file is None] == ["2021-01-11", "2021-01-13"]
-    assert len(list(store.days("p"))) == 8
+    landed: dict[str, storage.WrittenFile | None] = {}
+    failures = pipeline.write_stream(
+        stream(replay),
+        lambda day: storage.write_day(store, "p", day.day, day.table),
+        concurrency=3,
+        total=len(DAYS),
+        on_written=lambda day, file: landed.__setitem__(day.day, file),
+    )
+    assert failures == {}
+    assert sorted(day for day, file in landed.items() if file is None) == [
+        "2021-01-11",
+        "2021-01-13",
+    ]
+    assert len(list(store.days("p"))) == 8 and len(landed) == 10
 
 
 def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) -> None:
-    table = to_table(DAYS[0], jhu.reports("USA", DAYS[0]))
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "date=2021-01-11").write_text("a file where a folder belongs")
     store = storage.LocalStore(tmp_path)
-    tables = {"2021-01-10": table, "2021-01-11": table, "2021-01-12": table}
-    with pytest.raises(
-        pipeline.WriteError, match=r"1 of 3 days could not be written:\n  2021-01-11: "
-    ) as error:
-        pipeline.write_days(store, "p", tables, concurrency=2)
-    assert sorted(day for day, file in error.value.written.items() if file) == [
-        "2021-01-10",
-        "2021-01-12",
-    ]
+    days = [pipeline.FetchedDay(d, replay_table(d)) for d in ("2021-01-10", "2021-01-11")]
+    days.append(pipeline.FetchedDay("2021-01-12", replay_table("2021-01-12")))
+    landed: list[str] = []
+    failures = pipeline.write_stream(
+        days,
+        lambda day: storage.write_day(store, "p", day.day, day.table),
+        concurrency=2,
+        total=3,
+        on_written=lambda day, file: landed.append(day.day),
+    )
+    assert list(failures) == ["2021-01-11"] and "FileExistsError" in failures["2021-01-11"]
+    assert sorted(landed) == ["2021-01-10", "2021-01-12"]
 
 
-def test_pipeline_progress_reports_rate_and_eta() -> None:
+def test_pipeline_progress_counts_failed_days_apart() -> None:
     messages: list[str] = []
     progress = pipeline.Progress("fetched", 4, messages.append, every_s=0)
-    for _ in range(4):
-        progress.tick()
+    for failed in (False, True, False, False):
+        progress.tick(failed=failed)
     assert messages[0].startswith("fetched 1/4 days (25%), ") and "ETA" in messages[0]
-    assert messages[-1].startswith("fetched 4/4 days (100%), ") and messages[-1].endswith("done")
+    assert messages[1].startswith("fetched 1/4 days (25%), 1 failed, ")
+    assert messages[-1].startswith("fetched 3/4 days (75%), 1 failed, ")
+    assert messages[-1].endswith("done")
+
+
+def test_pipeline_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
+    assert workers.workers_for(None, 1143) == workers.MAX_AUTO_WORKERS
+    assert workers.workers_for(None, 31) == 0  # a month does not repay starting them
+    assert workers.workers_for(0, 1143) == 0 and workers.workers_for(2, 5) == 2  # as told
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
+    assert workers.workers_for(None, 1143) == 0  # one CPU: threads are as good
+    monkeypatch.setattr(workers, "_processes_can_run", lambda: False)  # as in AWS Lambda
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    assert workers.workers_for(None, 1143) == 0

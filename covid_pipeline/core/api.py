@@ -4,6 +4,13 @@ One `requests.Session` per client (connections are reused across days and thread
 explicit (connect, read) timeout on every request, and one retry loop for everything that
 can pass: connection errors, timeouts, 429 and 5xx (honouring Retry-After), and bodies cut
 short in transit. Anything else fails the day at once with a message that says what came back.
+
+This is the only retry budget of a run: the Dagster asset has no step retry policy on top, so
+the two never multiply. An API that refuses every connection from the start is reported within
+seconds, and a run that is told to stop makes no further request.
+
+A day comes back as raw JSON (`DayPayload`): checking the envelope costs a fraction of parsing
+the records, which `core.decode` does where the CPU is (see core.pipeline).
 """
 
 import datetime as dt
@@ -17,7 +24,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+import msgspec
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from covid_pipeline.core.config import ConfigError, api_url_problems, iso_code_problems
@@ -43,6 +52,31 @@ class ApiError(Exception):
         self.transient = transient
 
 
+class FetchStopped(Exception):
+    """The run was told to stop: no request was made for this day, or no further one."""
+
+
+@dataclass(frozen=True)
+class DayPayload:
+    """One day's answer as it came: the raw JSON of each page's `data` array, in page order."""
+
+    day: dt.date
+    pages: tuple[bytes, ...]
+
+    def records(self) -> list[dict]:
+        """The records as plain dicts (slow: for tests and for naming a bad field)."""
+        return [record for page in self.pages for record in json.loads(page)]
+
+
+class _Envelope(msgspec.Struct):
+    # msgspec checks the whole body is JSON while it skips over `data`, which stays raw.
+    data: msgspec.Raw
+    next_page_url: str | None = None
+
+
+_ENVELOPE = msgspec.json.Decoder(_Envelope)
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often and how long to retry transient failures of one request."""
@@ -53,6 +87,10 @@ class RetryPolicy:
     # Transient failures in a row, across all days, after which the API is taken to be down and
     # the remaining days fail at once instead of each spending its whole retry budget.
     circuit_breaker: int = 50
+    # An API that has never answered and refuses connections (or whose name does not resolve)
+    # for this long is taken to be down at once: nothing listens there, and waiting out every
+    # day's backoff would only delay the message. A restart shorter than this rides through.
+    unreachable_after_s: float = 3.0
 
 
 class _Transient(Exception):
@@ -73,7 +111,8 @@ class CovidApiClient:
         read_timeout_s: float = 30.0,
         retry: RetryPolicy = RetryPolicy(),
         pool_size: int = 8,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """Raises ConfigError for a base URL or country code that is not safe to use."""
         self.base_url = base_url.rstrip("/")
@@ -83,9 +122,12 @@ class CovidApiClient:
         self.iso_code = iso_code
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.retry = retry
-        self._sleep = sleep  # injectable, so tests can see the delays without waiting them out
+        # Injectable, so tests can see the delays without waiting them out.
+        self._sleep, self._clock = sleep, clock
         self._origin = urlsplit(self.base_url)[:2]
         self._failures_in_a_row = 0
+        self._answered = False  # has the API ever answered this client (any status)?
+        self._refused_since: float | None = None  # first refused connection, while never answered
         self._lock = threading.Lock()
         self._session = requests.Session()
         # One pooled connection per worker thread; urllib3's own retries stay off (ours log).
@@ -98,22 +140,31 @@ class CovidApiClient:
         """Forget earlier failures: a warm Lambda container must not inherit a tripped breaker."""
         with self._lock:
             self._failures_in_a_row = 0
+            self._answered = False
+            self._refused_since = None
 
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
 
-    def fetch_day(self, day: dt.date) -> list[dict]:
-        """Every report record for `day`, following pagination; [] when the API has none.
+    def fetch_day(self, day: dt.date, stop: threading.Event | None = None) -> DayPayload:
+        """Every report record for `day` (raw JSON), following pagination; no records: no data.
+
+        Args:
+            day: the day to fetch.
+            stop: once set, no further request is made (backoff waits end at once).
 
         Raises:
             ApiError: after retries for transient failures, at once for the rest.
+            FetchStopped: `stop` was set before the day was fetched.
         """
         attempts = self.retry.max_retries + 1
         for attempt in range(1, attempts + 1):
+            if stop is not None and stop.is_set():
+                raise FetchStopped(day)
             self._check_circuit(day)
             try:
-                records = self._fetch_pages(day)
+                pages = self._fetch_pages(day)
             except _Transient as failure:
                 with self._lock:
                     self._failures_in_a_row += 1
@@ -130,16 +181,34 @@ class CovidApiClient:
                     attempt + 1,
                     attempts,
                 )
-                self._sleep(delay)
+                self._pause(delay, stop)
             else:
                 with self._lock:
                     self._failures_in_a_row = 0
-                return records
+                return DayPayload(day, pages)
         raise AssertionError("unreachable")
+
+    def _pause(self, seconds: float, stop: threading.Event | None) -> None:
+        if self._sleep is not None:
+            self._sleep(seconds)
+        elif stop is not None:
+            stop.wait(seconds)  # a stop ends the wait: the loop then makes no further request
+        else:
+            time.sleep(seconds)
 
     def _check_circuit(self, day: dt.date) -> None:
         with self._lock:
-            failures = self._failures_in_a_row
+            failures, refused_since = self._failures_in_a_row, self._refused_since
+        if refused_since is not None and self._clock() - refused_since >= (
+            self.retry.unreachable_after_s
+        ):
+            raise ApiError(
+                day,
+                f"could not connect to {self.base_url}: it refused every connection for "
+                f"{self.retry.unreachable_after_s:g}s and never answered. Is the API up, and is "
+                "API_URL right?",
+                transient=True,
+            )
         if failures >= self.retry.circuit_breaker:
             raise ApiError(
                 day,
@@ -160,8 +229,8 @@ class CovidApiClient:
         delay = self.retry.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
         return min(delay, self.retry.max_delay_s)
 
-    def _fetch_pages(self, day: dt.date) -> list[dict]:
-        records: list[dict] = []
+    def _fetch_pages(self, day: dt.date) -> tuple[bytes, ...]:
+        pages: list[bytes] = []
         url: str | None = f"{self.base_url}/reports"
         params: dict[str, str] | None = {"date": day.isoformat(), "iso": self.iso_code}
         seen: set[str] = set()
@@ -169,17 +238,17 @@ class CovidApiClient:
             if len(seen) >= _MAX_PAGES or url in seen:
                 raise ApiError(day, f"pagination does not end (page URL {url})", transient=False)
             seen.add(url)
-            body = self._get_json(day, url, params)
-            records.extend(body["data"])
-            url, params = body.get("next_page_url"), None
+            envelope = self._get_page(day, url, params)
+            pages.append(bytes(envelope.data))
+            url, params = envelope.next_page_url, None
             if url is not None and urlsplit(url)[:2] != self._origin:
                 # Following a link elsewhere would send our requests to a host nobody chose.
                 raise ApiError(
                     day, f"next_page_url {url!r} leaves the API's origin", transient=False
                 )
-        return records
+        return tuple(pages)
 
-    def _get_json(self, day: dt.date, url: str, params: dict[str, str] | None) -> dict:
+    def _get_page(self, day: dt.date, url: str, params: dict[str, str] | None) -> _Envelope:
         try:
             response = self._session.get(url, params=params, timeout=self.timeout)
         except requests.Timeout as error:
@@ -195,9 +264,11 @@ class CovidApiClient:
                 transient=False,
             ) from None
         except requests.ConnectionError as error:
-            raise _Transient(f"connection failed ({type(error).__name__})") from None
+            raise self._connection_failed(error) from None
         except requests.exceptions.ChunkedEncodingError:
             raise _Transient("connection broke while reading the body") from None
+        with self._lock:
+            self._answered, self._refused_since = True, None
         if response.status_code in _RETRY_STATUSES:
             retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
             raise _Transient(f"HTTP {response.status_code}", retry_after)
@@ -208,17 +279,32 @@ class CovidApiClient:
                 transient=False,
             )
         try:
-            body = response.json()
-        except (ValueError, json.JSONDecodeError):
+            envelope = _ENVELOPE.decode(response.content)
+        except msgspec.ValidationError:
+            envelope = None  # valid JSON of the wrong shape: reported below
+        except msgspec.DecodeError:
             # A 200 with a body that does not parse is most often a body cut short in transit.
             raise _Transient(f"malformed JSON body: {_snippet(response.text)}") from None
-        if not isinstance(body, dict) or not isinstance(body.get("data"), list):
+        if envelope is None or not bytes(envelope.data).lstrip().startswith(b"["):
             raise ApiError(
                 day,
                 f'expected a JSON object with a "data" list, got: {_snippet(response.text)}',
                 transient=False,
             )
-        return body
+        return envelope
+
+    def _connection_failed(self, error: requests.ConnectionError) -> "_Transient":
+        reason = getattr(error.args[0], "reason", None) if error.args else None
+        if isinstance(reason, urllib3.exceptions.NameResolutionError):
+            cause = "name not resolved"
+        elif isinstance(reason, urllib3.exceptions.NewConnectionError):
+            cause = "connection refused" if "refused" in str(reason) else "could not connect"
+        else:
+            return _Transient(f"connection failed ({type(error).__name__})")
+        with self._lock:  # nothing listens there yet: start (or keep) the unreachable clock
+            if not self._answered and self._refused_since is None:
+                self._refused_since = self._clock()
+        return _Transient(f"{cause} ({urlsplit(self.base_url).netloc})")
 
 
 def _retry_after_seconds(value: str | None) -> float | None:

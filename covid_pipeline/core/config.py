@@ -45,6 +45,7 @@ class Settings:
     warehouse_dir: str = "warehouse"
     fetch_concurrency: int = 8
     write_concurrency: int = 8
+    cpu_workers: int | None = None  # processes that decode days; None: automatic (core.workers)
     http_connect_timeout_s: float = 5.0
     http_read_timeout_s: float = 30.0
     http_max_retries: int = 5
@@ -159,6 +160,7 @@ def load_settings(
 
     numbers = {
         "FETCH_CONCURRENCY": (int, 1, 64, "fetch_concurrency"),
+        "CPU_WORKERS": (int, 0, 16, "cpu_workers"),
         # The IO manager's S3 client (dagster-aws S3Resource) pools 10 connections.
         "WRITE_CONCURRENCY": (int, 1, 10, "write_concurrency"),
         "HTTP_CONNECT_TIMEOUT": (float, 0.01, 300, "http_connect_timeout_s"),
@@ -175,12 +177,14 @@ def load_settings(
     parsed: dict[str, float] = {}
     for name, (kind, low, high, attribute) in numbers.items():
         text = get(name)
-        if text is None:
+        if text is None or (name == "CPU_WORKERS" and text.lower() == "auto"):
             continue
         try:
             value = kind(text)
         except ValueError:
-            problems.append(f"{name} {text!r} must be a {kind.__name__}")
+            what = "a whole number" if kind is int else "a number"
+            also = " or auto" if name == "CPU_WORKERS" else ""
+            problems.append(f"{name} {text!r} must be {what}{also}")
             continue
         if not low <= value <= high:
             problems.append(f"{name} {text} must be between {low} and {high}")

@@ -1,29 +1,37 @@
-"""Fetch, transform and write a range of days: the compute every entry point shares.
+"""Fetch, decode and write a range of days: the compute every entry point shares.
 
-Days are fetched concurrently with a bounded pool (polite to a public API) over one HTTP
-session, and written concurrently. A day that fails does not stop the others; the caller
-gets every failure with its cause, and decides what a failure means for the run. The one
-exception is a store that cannot be written at all (StorageAccessError): then no further
-day is started, and the error says how many were written before it.
+A range flows through as a stream. `DayStream` fetches days concurrently (a bounded pool over
+one HTTP session, polite to a public API), decodes each (core.workers: in worker processes
+when that pays) and hands it out as soon as it arrives; `write_stream` writes each day as it
+comes, a few at a time. Nothing accumulates: only the days in flight exist in memory, however
+long the range, and fetching, decoding, writing and recording overlap.
+
+A day that fails does not stop the others; the caller gets every failure with its cause and
+decides what a failure means for the run. Two things do stop a range at once: a store that
+cannot be written at all (StorageAccessError: every other day would fail the same way), and a
+stop (Ctrl-C, a terminated run): no new request is made, queued days are dropped, days being
+written finish whole and are reported.
 """
 
 import datetime as dt
 import logging
+import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, as_completed, wait
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 
-from covid_pipeline.core import checks, transform
-from covid_pipeline.core.api import ApiError, CovidApiClient
+from covid_pipeline.core import transform, workers
+from covid_pipeline.core.api import ApiError, CovidApiClient, FetchStopped
 from covid_pipeline.core.storage import (
     StorageAccessError,
     Store,
     WrittenFile,
-    write_day,
     write_day_via_file,
 )
 
@@ -33,144 +41,301 @@ ProgressCallback = Callable[[str], None]
 
 
 def failure_report(failures: Mapping[str, str], total: int, what: str) -> str:
-    """`N of M days <what>:` then a line per failed day with its cause, in day order."""
+    """`N of M days <what>:` then a line per distinct cause with the days it hit, in day order."""
+    days_by_cause: dict[str, list[str]] = {}
+    for day, cause in sorted(failures.items()):
+        days_by_cause.setdefault(cause, []).append(day)
     lines = [f"{len(failures)} of {total} days {what}:"]
-    lines += [f"  {day}: {cause}" for day, cause in sorted(failures.items())]
+    lines += [f"  {short_list(days)}: {cause}" for cause, days in days_by_cause.items()]
     return "\n".join(lines)
 
 
-@dataclass
-class FetchOutcome:
-    """Tables for the days that were fetched, and the cause for each day that was not."""
-
-    tables: dict[str, pa.Table] = field(default_factory=dict)
-    failures: dict[str, str] = field(default_factory=dict)
-    transient: bool = True  # every failure may pass on a later try
-
-    def failure_report(self) -> str:
-        """One message that lists every failed day and its cause, for people."""
-        return failure_report(self.failures, len(self.tables) + len(self.failures), "failed")
+def short_list(days: list[str], shown: int = 10) -> str:
+    """`a, b, c and 5 more`: days for a log line or a message, in order."""
+    days = sorted(days)
+    more = f" and {len(days) - shown} more" if len(days) > shown else ""
+    return ", ".join(days[:shown]) + more
 
 
-class WriteError(Exception):
-    """Some days could not be written; the others were (each file is whole or absent)."""
+def written_before(written: int, total: int) -> str:
+    """What a failed run still did, in words: partial work is reported, not hidden."""
+    if not written:
+        return "No day was written."
+    return (
+        f"The other {written} of {total} days were written, each file whole."
+        if written < total
+        else f"All {total} days were written, each file whole."
+    )
 
-    def __init__(self, written: Mapping[str, WrittenFile | None], failures: Mapping[str, str]):
-        total = len(written) + len(failures)
-        super().__init__(failure_report(failures, total, "could not be written"))
-        self.written = dict(written)
-        self.failures = dict(failures)
+
+RERUN_ADVICE = (
+    "Re-run the same range once the cause is fixed: days are overwritten, never duplicated."
+)
 
 
 class Progress:
-    """Counts finished days and reports done/total, rate and ETA, at most every `every_s`."""
+    """Counts finished days and reports done/total, failures, rate and ETA every `every_s`."""
 
     def __init__(
         self, what: str, total: int, report: ProgressCallback, every_s: float = 5.0
     ) -> None:
         self.what, self.total, self.report, self.every_s = what, total, report, every_s
-        self.done = 0
+        self.done = self.failed = 0
         self.started = self._last = time.monotonic()
 
-    def tick(self) -> None:
-        """Count one finished day, and report if it is time to."""
-        self.done += 1
+    def tick(self, *, failed: bool = False) -> None:
+        """Count one finished day (`failed`: it did not make it), and report if it is time to."""
+        if failed:
+            self.failed += 1
+        else:
+            self.done += 1
         now = time.monotonic()
-        if self.done == self.total or now - self._last >= self.every_s:
+        if self.finished or now - self._last >= self.every_s:
             self._last = now
             self.report(self.summary())
 
+    @property
+    def finished(self) -> bool:
+        """Every day has been counted."""
+        return self.done + self.failed == self.total
+
     def summary(self) -> str:
-        """e.g. `fetched 120/1143 days (10%), 45.2 days/s, ETA 23s`."""
+        """e.g. `fetched 120/1143 days (10%), 2 failed, 45.2 days/s, ETA 23s`."""
         elapsed = max(time.monotonic() - self.started, 1e-9)
-        rate = self.done / elapsed
-        eta = (self.total - self.done) / rate if rate else float("inf")
+        finished = self.done + self.failed
+        rate = finished / elapsed
+        eta = (self.total - finished) / rate if rate else float("inf")
+        failed = f", {self.failed} failed" if self.failed else ""
         return (
-            f"{self.what} {self.done}/{self.total} days ({self.done / self.total:.0%}), "
-            f"{rate:.1f} days/s, {'done' if self.done == self.total else f'ETA {eta:.0f}s'}"
+            f"{self.what} {self.done}/{self.total} days ({self.done / self.total:.0%}){failed}, "
+            f"{rate:.1f} days/s, {'done' if self.finished else f'ETA {eta:.0f}s'}"
         )
 
 
-def fetch_day(client: CovidApiClient, day: dt.date) -> pa.Table:
-    """One day's reports as a table with the pipeline's schema (zero rows: no data)."""
-    return transform.to_table(day, client.fetch_day(day))
+@dataclass(frozen=True)
+class FetchedDay:
+    """One day as it arrived: its table (no rows: the API had no data), checks and timing."""
+
+    day: str
+    table: pa.Table
+    check_failures: Mapping[str, str] = field(default_factory=dict)  # check -> why
+    seconds: float = 0.0  # fetching and decoding it took
 
 
-def fetch_days(
-    client: CovidApiClient,
-    days: Iterable[dt.date],
-    *,
-    concurrency: int,
-    on_progress: ProgressCallback = log.info,
-) -> FetchOutcome:
-    """Fetch and transform `days` concurrently; collect tables and failures, never raise."""
-    days = list(days)
-    outcome = FetchOutcome()
-    progress = Progress("fetched", len(days), on_progress)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="fetch") as pool:
-        futures = {pool.submit(fetch_day, client, day): day for day in days}
-        for future in as_completed(futures):
-            day = futures[future].isoformat()
-            try:
-                outcome.tables[day] = future.result()
-            except ApiError as error:
-                outcome.failures[day] = str(error).removeprefix(f"{day}: ")
-                outcome.transient &= error.transient
-            except transform.SchemaError as error:
-                outcome.failures[day] = str(error).removeprefix(f"{day}: ")
-                outcome.transient = False
-            progress.tick()
-    outcome.tables = dict(sorted(outcome.tables.items()))  # in day order, however they arrived
-    return outcome
+class DayStream:
+    """A range's days, fetched and decoded concurrently, handed out in the order they arrive.
 
+    At most `concurrency` requests are in flight, and at most twice as many days between their
+    request and the consumer, so a new day starts only as the consumer takes one: memory stays
+    flat however long the range. Days that fail are not handed out; they are
+    collected in `failures` with their cause. `stop()` (or leaving the iteration early) makes no
+    new request: queued days are dropped and days in flight are abandoned whole.
 
-def write_days(
-    store: Store,
-    prefix: str,
-    tables: Mapping[str, pa.Table],
-    *,
-    concurrency: int,
-    on_progress: ProgressCallback = log.info,
-) -> dict[str, WrittenFile | None]:
-    """Write each day's table to its partition; days with no rows are skipped (None).
-
-    Raises WriteError, after every other day was attempted, if any day could not be written.
-
-    A skipped day's existing file, if any, is left as it was: an API that has no data today
-    is no reason to delete what it served before.
+    Args:
+        client: the API client (one pooled HTTP session).
+        days: the days to fetch.
+        concurrency: days fetched at once.
+        cpu_workers: processes that decode (0: in the fetching threads; None: automatic, see
+            core.workers).
+        may_start: asked before each new day; False leaves the rest in `unfinished` (the
+            Lambda's deadline).
+        on_progress: receives a progress line every few seconds.
     """
-    results: dict[str, WrittenFile | None] = {
-        day: None for day, table in tables.items() if table.num_rows == 0
-    }
-    to_write = {day: table for day, table in tables.items() if table.num_rows}
+
+    def __init__(
+        self,
+        client: CovidApiClient,
+        days: Iterable[dt.date],
+        *,
+        concurrency: int,
+        cpu_workers: int | None = None,
+        may_start: Callable[[], bool] | None = None,
+        on_progress: ProgressCallback = log.info,
+    ) -> None:
+        self.client = client
+        self.days = [day.isoformat() for day in days]
+        self.concurrency = concurrency
+        self.cpu_workers = workers.workers_for(cpu_workers, len(self.days))
+        self.may_start = may_start or (lambda: True)
+        self.on_progress = on_progress
+        self.failures: dict[str, str] = {}  # day -> cause
+        self.transient = True  # every failure may pass on a later try
+        self.unfinished: list[str] = []  # not started (deadline) or abandoned (stop)
+        self.check_failures: dict[str, dict[str, str]] = {}  # day -> check -> why
+        self.rows: dict[str, int] = {}  # rows of each day handed out
+        self._stop = threading.Event()
+
+    @property
+    def total(self) -> int:
+        """Days in the range."""
+        return len(self.days)
+
+    @property
+    def api_url(self) -> str:
+        """Where the days are fetched from, for messages."""
+        return self.client.base_url
+
+    def stop(self) -> None:
+        """Make no new request: queued days are dropped, days in flight abandoned."""
+        self._stop.set()
+
+    def failure_report(self, written: int, write_failures: Mapping[str, str]) -> str:
+        """The message for a run with failed days: counts, causes, the API, what to do."""
+        failures = {**self.failures, **write_failures}
+        return "\n".join(
+            [
+                failure_report(failures, self.total, f"failed (API: {self.api_url})"),
+                written_before(written, self.total),
+                RERUN_ADVICE,
+            ]
+        )
+
+    def __iter__(self) -> Iterator[FetchedDay]:
+        pending = deque(self.days)
+        progress = Progress("fetched", self.total, self.on_progress)
+        decoder = workers.DecodePool(self.cpu_workers)
+        fetchers = ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch")
+        # Two stages, each bounded: requests in flight, and days being decoded. A request's
+        # slot frees as soon as its bytes are in, so decoding never holds back the fetching.
+        fetching: dict[Future[_Decoding], str] = {}
+        decoding: dict[Future[_Decoded], tuple[str, float]] = {}  # -> (day, when it started)
+        try:
+            while True:
+                while (
+                    pending
+                    and len(fetching) < self.concurrency
+                    and len(fetching) + len(decoding) < 2 * self.concurrency
+                    and not self._stop.is_set()
+                    and self.may_start()
+                ):
+                    day = pending.popleft()
+                    fetching[fetchers.submit(self._fetch, day, decoder)] = day
+                if not fetching and not decoding:
+                    break
+                done, _ = wait([*fetching, *decoding], return_when=FIRST_COMPLETED)
+                for future in done:
+                    if future in fetching:
+                        day = fetching.pop(future)
+                        started = self._settle(day, future, progress)
+                        if started is not None:
+                            decoding[started[1]] = (day, started[0])
+                        continue
+                    day, began = decoding.pop(future)
+                    fetched = self._settle(day, future, progress)
+                    if fetched is not None:
+                        table, failing = fetched
+                        progress.tick()
+                        yield self._arrived(day, table, failing, time.monotonic() - began)
+        finally:
+            self._stop.set()  # also when the consumer left early: nothing more is asked for
+            fetchers.shutdown(wait=False, cancel_futures=True)
+            decoder.close()
+            abandoned = [*pending, *fetching.values(), *(day for day, _ in decoding.values())]
+            self.unfinished = sorted({*self.unfinished, *abandoned})
+
+    def _fetch(self, day: str, decoder: workers.DecodePool) -> "_Decoding":
+        began = time.monotonic()
+        payload = self.client.fetch_day(dt.date.fromisoformat(day), self._stop)
+        if self._stop.is_set():
+            raise FetchStopped(day)
+        return began, decoder.submit(payload.day, payload.pages, self.client.iso_code)
+
+    def _settle(self, day: str, future: Future[Any], progress: Progress) -> Any:
+        """The future's result, or None when the day failed (recorded) or was stopped."""
+        try:
+            return future.result()
+        except (FetchStopped, CancelledError):
+            self.unfinished.append(day)
+        except (ApiError, transform.SchemaError) as error:
+            self.failures[day] = str(error).removeprefix(f"{day}: ")
+            self.transient &= isinstance(error, ApiError) and error.transient
+            progress.tick(failed=True)
+        return None
+
+    def _arrived(
+        self, day: str, table: pa.Table, failing: dict[str, str], seconds: float
+    ) -> FetchedDay:
+        self.rows[day] = table.num_rows
+        if failing:
+            self.check_failures[day] = failing
+        return FetchedDay(day, table, failing, seconds)
+
+
+_Decoded = tuple[pa.Table, dict[str, str]]  # a day's table and the checks it fails
+_Decoding = tuple[float, "Future[_Decoded]"]  # when the day started, and its decoding
+
+
+WriteDay = Callable[[FetchedDay], WrittenFile]
+OnWritten = Callable[[FetchedDay, WrittenFile | None], None]
+
+
+def write_stream(
+    days: Iterable[FetchedDay],
+    write: WriteDay,
+    *,
+    concurrency: int,
+    total: int,
+    on_written: OnWritten,
+) -> dict[str, str]:
+    """Write each day as it arrives, `concurrency` at a time; a day without rows is skipped.
+
+    `on_written` is called in this thread for each day as it lands (None: skipped), so the
+    caller can record it at once. A new day is taken only when a write slot is free: the
+    writes pace the stream. On any exception, an interrupt too, the writes in flight finish
+    and are reported through `on_written` before it propagates; nothing is half-written.
+
+    Returns:
+        The days that could not be written, with their cause (the others were written).
+
+    Raises:
+        StorageAccessError: the store cannot be written at all: no further day is taken, and
+            the message says which days (of `total`) were written before it.
+    """
     failures: dict[str, str] = {}
+    written: list[str] = []
     fatal: StorageAccessError | None = None
-    progress = Progress("wrote", len(to_write), on_progress)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="write") as pool:
-        futures = {
-            pool.submit(write_day, store, prefix, day, table): day
-            for day, table in to_write.items()
-        }
-        for future in as_completed(futures):
-            day = futures[future]
-            if future.cancelled():
-                continue
+    in_flight: dict[Future[WrittenFile], FetchedDay] = {}
+    writers = ThreadPoolExecutor(concurrency, thread_name_prefix="write")
+
+    def land(block: bool) -> None:
+        nonlocal fatal
+        done, _ = wait(in_flight, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in done:
+            fetched = in_flight.pop(future)
             try:
-                results[day] = future.result()
+                file = future.result()
             except StorageAccessError as error:
-                # Every other day would meet the same wall: stop, do not storm the store.
-                fatal = fatal or error
-                for pending in futures:
-                    pending.cancel()
-            except Exception as error:  # any storage error: all are reported together, below
-                failures[day] = f"{type(error).__name__}: {error}"
-            progress.tick()
-    results = dict(sorted(results.items()))  # in day order, however the writes finished
+                fatal = fatal or error  # every other day would meet the same wall: stop
+                continue
+            except Exception as error:  # any other storage error: that day's alone
+                failures[fetched.day] = f"{type(error).__name__}: {error}"
+                continue
+            written.append(fetched.day)
+            on_written(fetched, file)
+
+    iterator = iter(days)
+    try:
+        for fetched in iterator:
+            if not fetched.table.num_rows:
+                on_written(fetched, None)  # skipped: nothing to write
+                continue
+            while len(in_flight) >= concurrency:
+                land(block=True)
+            if fatal is not None:
+                break
+            in_flight[writers.submit(write, fetched)] = fetched
+            land(block=False)
+            if fatal is not None:
+                break
+    finally:
+        if hasattr(iterator, "close"):
+            iterator.close()  # a DayStream stops fetching here, whatever happened
+        while in_flight:  # also on an interrupt: these end whole, and are recorded
+            land(block=True)
+        writers.shutdown()
     if fatal is not None:
-        raise stopped_by(fatal, [d for d, file in results.items() if file], len(to_write))
-    if failures:
-        raise WriteError(results, failures)
-    return results
+        raise stopped_by(fatal, written, total)
+    return failures
 
 
 def stopped_by(error: StorageAccessError, written: list[str], total: int) -> StorageAccessError:
@@ -179,13 +344,6 @@ def stopped_by(error: StorageAccessError, written: list[str], total: int) -> Sto
         f" ({short_list(written)}; each file whole)" if written else ""
     )
     return StorageAccessError(f"{error}\nStopped: {done}; no further day was started.")
-
-
-def short_list(days: list[str], shown: int = 10) -> str:
-    """`a, b, c and 5 more`: days for a log line or a message, in order."""
-    days = sorted(days)
-    more = f" and {len(days) - shown} more" if len(days) > shown else ""
-    return ", ".join(days[:shown]) + more
 
 
 @dataclass
@@ -236,38 +394,27 @@ def backfill_range(
     *,
     concurrency: int,
     staging_dir: Path,
+    cpu_workers: int | None = None,
     time_left_s: TimeLeft | None = None,
     on_progress: ProgressCallback = log.info,
 ) -> RangeReport:
-    """Fetch, transform and write each day as soon as it arrives, `concurrency` days at a time.
+    """Fetch, decode and write each day as soon as it arrives, `concurrency` days at a time.
 
-    Unlike `fetch_days` + `write_days`, nothing accumulates: each day is written through a
-    file in `staging_dir` and dropped, so memory stays flat however long the range. With
-    `time_left_s`, no day is started unless the slowest day so far (times 1.5, plus a margin)
-    still fits; the days not started are returned as `remaining`, for the next invocation.
-    Failed days are reported with their cause and do not stop the others. Each day's table is
-    also checked (core.checks) before it is written; failing checks are reported, not fatal.
+    Each day is written through a file in `staging_dir` and dropped, so neither memory nor the
+    staging directory grows with the range. With `time_left_s`, no day is started unless the
+    slowest day so far (times 1.5, plus a margin) still fits; the days not started are
+    returned as `remaining`, for the next invocation. Failed days are reported with their
+    cause and do not stop the others. Each day's table is also checked (core.checks) before it
+    is written; failing checks are reported, not fatal.
 
     Raises:
-        StorageAccessError: once the days in flight end, if the store cannot be written at
+        StorageAccessError: once the writes in flight end, if the store cannot be written at
             all; no further day is started, and the message says which days were written.
     """
     started = time.monotonic()
-    pending = [day.isoformat() for day in days]
-    pending.reverse()  # pop() from the end takes days in order
-    total = len(pending)
     report = RangeReport()
-    progress = Progress("backfilled", total, on_progress)
+    write_seconds: dict[str, float] = {}
     slowest_s = 0.0
-
-    def process(day: str) -> tuple[WrittenFile | None, dict[str, str], float]:
-        began = time.monotonic()
-        table = fetch_day(client, dt.date.fromisoformat(day))
-        failures = checks.failures_of_day(day, table, client.iso_code) if table.num_rows else {}
-        written = (
-            write_day_via_file(store, prefix, day, table, staging_dir) if table.num_rows else None
-        )
-        return written, failures, time.monotonic() - began
 
     def fits() -> bool:
         if time_left_s is None:
@@ -275,40 +422,35 @@ def backfill_range(
         needed = (slowest_s * 1.5 if slowest_s else _FIRST_DAY_ESTIMATE_S) + _MARGIN_S
         return time_left_s() >= needed
 
-    fatal: StorageAccessError | None = None
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="day") as pool:
-        in_flight: dict[Future, str] = {}
-        while pending or in_flight:
-            while pending and len(in_flight) < concurrency and fits() and fatal is None:
-                day = pending.pop()
-                in_flight[pool.submit(process, day)] = day
-            if not in_flight:
-                break  # out of time: nothing running, nothing more will start
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-            for future in done:
-                day = in_flight.pop(future)
-                try:
-                    written, failures, took = future.result()
-                except StorageAccessError as error:
-                    fatal = fatal or error  # every other day would fail the same way: stop
-                    pending.append(day)
-                except (ApiError, transform.SchemaError) as error:
-                    report.failed[day] = str(error).removeprefix(f"{day}: ")
-                except Exception as error:  # storage errors: reported per day, like the rest
-                    report.failed[day] = f"{type(error).__name__}: {error}"
-                else:
-                    slowest_s = max(slowest_s, took)
-                    if failures:
-                        report.check_failures[day] = failures
-                    if written is None:
-                        report.skipped.append(day)
-                    else:
-                        report.written[day] = written
-                progress.tick()
-    report.remaining = sorted(pending)
+    def write(fetched: FetchedDay) -> WrittenFile:
+        began = time.monotonic()
+        file = write_day_via_file(store, prefix, fetched.day, fetched.table, staging_dir)
+        write_seconds[fetched.day] = time.monotonic() - began
+        return file
+
+    def on_written(fetched: FetchedDay, file: WrittenFile | None) -> None:
+        nonlocal slowest_s
+        slowest_s = max(slowest_s, fetched.seconds + write_seconds.get(fetched.day, 0.0))
+        if file is None:
+            report.skipped.append(fetched.day)
+        else:
+            report.written[fetched.day] = file
+
+    stream = DayStream(
+        client,
+        days,
+        concurrency=concurrency,
+        cpu_workers=cpu_workers,
+        may_start=fits,
+        on_progress=on_progress,
+    )
+    write_failures = write_stream(
+        stream, write, concurrency=concurrency, total=stream.total, on_written=on_written
+    )
+    report.failed = {**stream.failures, **write_failures}
+    report.check_failures = stream.check_failures
+    report.remaining = stream.unfinished
     report.duration_s = time.monotonic() - started
-    if fatal is not None:
-        raise stopped_by(fatal, sorted(report.written), total)
     if report.remaining:
         on_progress(f"out of time: {len(report.remaining)} days left for the next invocation")
     return report
