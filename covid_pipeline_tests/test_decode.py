@@ -74,7 +74,9 @@ def _edited(change: str) -> dict:
         "a county fips as a string": lambda: city.update(fips="10001"),
         "an empty county fips": lambda: city.update(fips=""),
         "a county without a timestamp": lambda: city.pop("last_update"),
-        "a timestamp with an offset": lambda: record.update(last_update="2021-01-16T07:22:40+02:00"),
+        "a timestamp with an offset": lambda: record.update(
+            last_update="2021-01-16T07:22:40+02:00"
+        ),
         "a timestamp in T form": lambda: record.update(last_update="2021-01-16T05:22:40"),
         "an empty timestamp": lambda: record.update(last_update=""),
         "a null province": lambda: record["region"].update(province=None),

@@ -68,9 +68,7 @@ def test_pipeline_reports_every_failed_day_and_keeps_the_others(replay: ReplaySe
     assert report.startswith(f"3 of 10 days failed (API: {replay.url}):\n")
     assert "  2021-01-12: HTTP 503 (gave up after 2 attempts)" in report
     # Days that failed for the same reason are named together, once.
-    assert (
-        "  2021-01-17, 2021-01-18: record 0 (Alabama): missing required field 'deaths'" in report
-    )
+    assert "  2021-01-17, 2021-01-18: record 0 (Alabama): missing required field 'deaths'" in report
     assert "The other 7 of 10 days were written, each file whole." in report
     assert "Re-run the same range" in report
 
