@@ -1,6 +1,7 @@
 """The pipeline's assets: thin wrappers that resolve partitions and call the core."""
 
 import datetime as dt
+import warnings
 from collections.abc import Iterator
 
 import dagster as dg
@@ -10,6 +11,12 @@ from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
 from covid_pipeline.io_managers import HiveParquetIOManager, day_metadata
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CatalogResource, CovidApiResource
+
+# BackfillPolicy is beta in Dagster 1.13, and this project relies on it on purpose (a range is
+# one run); its warning, printed at every code load, would only be noise to the project's users.
+warnings.filterwarnings(
+    "ignore", message="Parameter `backfill_policy` of function `asset`", category=dg.BetaWarning
+)
 
 _DAILY = dg.AssetKey("covid_daily_reports")
 # On the definition, not on each day's event: the schema is the same every day, and a copy in
@@ -37,7 +44,9 @@ _CHECKS = {
     kinds={"parquet", "python"},
     # No step retry policy: the API client retries each request (the one retry budget), a
     # retried step would fetch every day again, and Dagster would retry a stop (an interrupt).
-    check_specs=[dg.AssetCheckSpec(name, asset=_DAILY) for name in _CHECKS],
+    check_specs=[
+        dg.AssetCheckSpec(name, asset=_DAILY, description=checks.ABOUT[name]) for name in _CHECKS
+    ],
     metadata={"dagster/column_schema": _COLUMN_SCHEMA},
 )
 def covid_daily_reports(
@@ -142,11 +151,21 @@ def _check_results(outcomes: list[checks.CheckOutcome]) -> Iterator[dg.AssetChec
 
 def build_catalog_asset(kind: str) -> dg.AssetsDefinition:
     """The catalog asset, labelled with the technology that catalogs (duckdb or glue)."""
+    # The table's columns: the files' own, then the partition column the catalog adds (a DATE
+    # in DuckDB's hive partitioning, a string partition key in Glue).
+    date_type = "date" if kind == "duckdb" else "string"
+    table_schema = dg.TableSchema(
+        columns=[
+            *_COLUMN_SCHEMA.columns,
+            dg.TableColumn("date", date_type, description="The day: the date= partition"),
+        ]
+    )
 
     @dg.asset(
         deps=[covid_daily_reports],
         group_name="covid",
         kinds={kind},
+        metadata={"dagster/column_schema": table_schema},
         # Needed for `dagster asset materialize --partition-range` to include this asset.
         backfill_policy=dg.BackfillPolicy.single_run(),
         # Once after new days land, not once per day, and never while days are still landing.

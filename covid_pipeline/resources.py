@@ -6,6 +6,7 @@ catalog asset only ever calls `refresh`.
 """
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -69,13 +70,14 @@ class LocalCatalogResource(CatalogResource):
     table: str
 
     def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        registration = local_catalog.register(
-            self.database_path, f"{self.warehouse_dir}/{self.prefix}", self.table
-        )
+        database = Path(self.database_path).absolute()  # what the UI shows must not need a cwd
+        data = Path(self.warehouse_dir, self.prefix).absolute()
+        registration = local_catalog.register(database, data, self.table)
         log.info(f"{self.table}: {registration.partitions} days, {registration.rows} rows")
         return {
             "dagster/table_name": f"duckdb:{self.table}",
-            "database": self.database_path,
+            "dagster/uri": str(data),
+            "database": str(database),
             "partitions": registration.partitions,
             "dagster/row_count": registration.rows,
             "first_day": str(registration.first_day),

@@ -51,6 +51,15 @@ def test_catalog_asset_registers_the_local_warehouse_in_duckdb(
         settings.catalog_path, "select count(distinct date) from covid_daily_reports_usa"
     )
     assert rows == [(4,)]
+    # Absolute paths, whatever the working directory of the UI that shows them.
+    assert metadata["database"] == str(Path(settings.catalog_path).absolute())
+    assert metadata["dagster/uri"] == str(tmp_path / "covid_daily_reports" / "usa")
+    # The column schema on the asset's definition is the table's, column for column.
+    spec = build_definitions(settings).resolve_assets_def("covid_catalog_table")
+    schema = spec.specs_by_key[CATALOG].metadata["dagster/column_schema"]
+    _, described = local_catalog.query(settings.catalog_path, "describe covid_daily_reports_usa")
+    assert [(c.name, c.type) for c in schema.columns][-1] == ("date", "date")
+    assert [c.name for c in schema.columns] == [row[0] for row in described]
 
 
 def test_catalog_asset_registers_one_glue_partition_per_written_day(

@@ -75,3 +75,11 @@ def test_checks_merge_per_day_failures_into_run_outcomes() -> None:
         "2020-04-16": "2 rows against 14 on 2020-04-15"
     }
     assert all(o.checked_days == 3 for o in outcomes.values())
+
+
+def test_checks_ignore_a_small_absolute_change_in_row_count() -> None:
+    # 1 -> 2 rows doubles, but a country that gains a province is not news; 14 -> 3 is.
+    outcome = checks.row_count_steady({"2020-04-14": 1, "2020-04-15": 2, "2020-04-16": 9})
+    assert outcome.passed
+    outcome = checks.row_count_steady({"2020-04-15": 25, "2020-04-16": 12})
+    assert outcome.failing_days == {"2020-04-16": "12 rows against 25 on 2020-04-15"}

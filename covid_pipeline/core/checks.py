@@ -14,6 +14,22 @@ from covid_pipeline.core.transform import SCHEMA
 
 Tables = Mapping[str, pa.Table]
 _CUMULATIVE = ("confirmed", "deaths", "recovered")
+MIN_ROW_CHANGE = 10  # rows a day may gain or lose before row_count_steady notices
+
+# What each check is for, as the UI shows it on the check's definition.
+ABOUT = {
+    "schema_as_documented": "Every day's file has exactly the documented columns and types "
+    "(covid_pipeline/core/transform.py). Glue and Athena reject a table whose partitions "
+    "disagree, so this holds the lake together.",
+    "cumulative_counts_non_negative": "confirmed, deaths and recovered are running totals, so "
+    "never below zero (active can be: JHU's 'Recovered' rows carry negative active counts).",
+    "names_present": "Every row carries the ISO code that was asked for and a country name: "
+    "rows of another country, or nameless ones, mean the API answered something else.",
+    "row_count_steady": "A day's row count stays within 50% of the previous day with data, "
+    f"unless it moves by fewer than {MIN_ROW_CHANGE} rows. A jump usually means the source "
+    "changed its granularity (US counties to states on 2020-03-10) or dropped regions. A "
+    "warning, not an error: sources do change, rarely.",
+}
 
 
 @dataclass(frozen=True)
@@ -71,11 +87,15 @@ def names_present(tables: Tables, iso_code: str) -> CheckOutcome:
     )
 
 
-def row_count_steady(rows_by_day: Mapping[str, int], max_change: float = 0.5) -> CheckOutcome:
+def row_count_steady(
+    rows_by_day: Mapping[str, int], max_change: float = 0.5, min_rows: int = MIN_ROW_CHANGE
+) -> CheckOutcome:
     """A day's row count is within `max_change` of the previous day's that had rows.
 
     Regions rarely appear or vanish; a jump usually means the source changed its granularity
-    or dropped regions. Days without data (skipped) are not compared.
+    or dropped regions. A change of fewer than `min_rows` rows is never flagged: a country with
+    one row that gains a province doubles, and that is news to nobody. Days without data
+    (skipped) are not compared.
     """
     failing = {}
     previous: tuple[str, int] | None = None
@@ -83,12 +103,14 @@ def row_count_steady(rows_by_day: Mapping[str, int], max_change: float = 0.5) ->
         rows = rows_by_day[day]
         if rows == 0:
             continue
-        if previous is not None and abs(rows - previous[1]) > max_change * previous[1]:
-            failing[day] = f"{rows} rows against {previous[1]} on {previous[0]}"
+        if previous is not None:
+            change = abs(rows - previous[1])
+            if change > max_change * previous[1] and change >= min_rows:
+                failing[day] = f"{rows} rows against {previous[1]} on {previous[0]}"
         previous = (day, rows)
     return CheckOutcome(
         "row_count_steady",
-        f"row count within {max_change:.0%} of the previous day with data",
+        f"row count within {max_change:.0%} (or {min_rows} rows) of the previous day with data",
         failing,
         len(rows_by_day),
     )
