@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install ceph demo dev replay test test-fast lint fmt reliability-doc infra-check lambda-package bench clean
+.PHONY: install ceph chromium demo dev replay test test-fast lint fmt reliability-doc infra-check lambda-package bench clean
 
 install: $(VENV)/.installed
 
@@ -18,17 +18,26 @@ $(VENV)/.installed: setup.py constraints.txt
 ceph:
 	bash scripts/install_ceph.sh
 
-demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
+# Debian's Chromium, the browser of the UI test (apt-get, as root; else skipped).
+chromium:
+	bash scripts/install_chromium.sh
+
+demo: install .dagster_home/dagster.yaml  ## replay API -> a month of USA into ./warehouse, then a summary
 	$(PY) -m covid_pipeline.demo
 
-dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
-	mkdir -p .dagster_home
+dev: install .dagster_home/dagster.yaml  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# The instance's configuration is kept in the repository (not named dagster.yaml: Dagster
+# warns about a dagster.yaml in the working directory); the instance itself is not.
+.dagster_home/dagster.yaml: dagster-instance.yaml
+	mkdir -p .dagster_home
+	cp dagster-instance.yaml $@
 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline.replay --port 8000
 
-test: install ceph  ## everything: end-to-end backfills, the Lambda zip, faults, Ceph RGW (about 9 minutes)
+test: install ceph chromium  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 10 minutes)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the end-to-end tests (about 3 minutes)

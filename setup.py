@@ -31,6 +31,7 @@ setup(
         "dev": [
             "pytest==9.2.0",
             "pytest-timeout==2.4.0",
+            "playwright==1.65.2",  # drives Debian's Chromium in the UI test; downloads nothing
             "moto[server]==5.2.5",
             "pyparsing==3.3.3",  # moto's Glue needs it
             "cryptography==50.0.2",  # a self-signed certificate for the TLS tests

@@ -3,9 +3,12 @@
 import contextlib
 import datetime as dt
 import os
+import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -42,6 +45,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         from covid_pipeline_tests import reliability
 
         Path(path).write_text(reliability.table(items))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator:
+    """Keep each phase's report on the test, so fixtures can tell it failed (screenshots)."""
+    report = yield
+    setattr(item, f"report_{report.when}", report)
+    return report
 
 
 @pytest.fixture(autouse=True)
@@ -286,3 +297,81 @@ def dagster_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float)
         f"dagster {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-6000:]}"
     )
     return result.stdout + result.stderr
+
+
+@dataclass(frozen=True)
+class DagsterDev:
+    """A running `dagster dev`: where its UI is, where it writes, where it keeps its runs."""
+
+    url: str  # the UI, e.g. http://127.0.0.1:41234
+    warehouse: Path
+    home: Path  # DAGSTER_HOME
+
+    @property
+    def graphql(self) -> str:
+        return f"{self.url}/graphql"
+
+    def instance(self) -> dg.DagsterInstance:
+        """The instance the UI and daemon use (its runs and events), opened from the test."""
+        return dg.DagsterInstance.from_config(str(self.home))
+
+
+@pytest.fixture
+def dagster_dev(replay: ReplayServer, tmp_path: Path) -> Iterator[DagsterDev]:
+    """`dagster dev` (webserver and daemon) on 127.0.0.1 over the replay API.
+
+    With a throwaway DAGSTER_HOME that holds the project's dagster.yaml, as `make dev` has it,
+    and 4 days fetched at once, so that a backfill lasts long enough to be stopped.
+    """
+    port = free_port()
+    dev = DagsterDev(f"http://127.0.0.1:{port}", tmp_path / "warehouse", tmp_path / "dagster_home")
+    dev.home.mkdir()
+    shutil.copy(PROJECT_ROOT / "dagster-instance.yaml", dev.home / "dagster.yaml")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(dev.home),
+        "API_URL": replay.url,
+        "WAREHOUSE_DIR": str(dev.warehouse),
+        "FETCH_CONCURRENCY": "4",
+    }
+    log_path = tmp_path / "dagster_dev.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [
+                str(Path(sys.executable).with_name("dagster")),
+                "dev",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                str(port),
+            ],
+            cwd=PROJECT_ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # so that stopping it stops the daemon and code server too
+        )
+        try:
+            _wait_for_asset(dev.graphql, process, log_path)
+            yield dev
+        finally:
+            os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+def _wait_for_asset(url: str, process: subprocess.Popen, log: Path) -> None:
+    query = '{ assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) { __typename } }'
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"dagster dev exited:\n{log.read_text()[-4000:]}"
+        try:
+            answer = requests.post(url, json={"query": query}, timeout=5).json()
+            if answer["data"]["assetNodeOrError"]["__typename"] == "AssetNode":
+                return
+        except (requests.RequestException, KeyError, TypeError, ValueError):
+            pass
+        time.sleep(1)
+    raise AssertionError(f"dagster dev did not load the asset:\n{log.read_text()[-4000:]}")

@@ -1,6 +1,8 @@
 """The daily asset end to end in-process: replay API -> S3 server, through the IO manager."""
 
 import datetime as dt
+import sys
+import time
 from collections.abc import Iterator
 
 import boto3
@@ -13,7 +15,7 @@ from covid_pipeline.core.transform import to_table
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import failure_message, materialize_days, s3_keys
+from covid_pipeline_tests.conftest import failure_message, free_port, materialize_days, s3_keys
 
 KEY = dg.AssetKey("covid_daily_reports")
 
@@ -120,3 +122,28 @@ def test_asset_failure_lists_every_failed_day_and_writes_the_others(
     replay.set_faults([])  # the cause is fixed: the same range completes
     assert materialize(defs, instance, "2021-01-10", "2021-01-14").success
     assert len(s3_keys(s3_bucket)) == 5
+
+
+@pytest.mark.reliability(
+    "API",
+    "Dagster: the API refuses every connection (a one-day run, the default retry settings)",
+    "the run fails in seconds, not retried, with the project's message first: 1 of 1 days, "
+    "'could not connect to <API_URL>', 'No day was written', and what to do",
+)
+def test_asset_reports_an_api_that_is_down_within_seconds(
+    instance, s3_bucket: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    down = f"http://127.0.0.1:{free_port()}/api"
+    defs = build_definitions(load_settings({"API_URL": down, "BUCKET_NAME": s3_bucket}))
+    started = time.monotonic()
+    result = materialize(defs, instance, "2020-08-01")
+    took = time.monotonic() - started
+    sys.stderr.write(f"API down: the one-day run failed after {took:.1f}s\n")
+    message = failure_message(result)
+    assert message.startswith(f"1 of 1 days failed (API: {down}):\n  2020-08-01: could not")
+    assert f"could not connect to {down}: it refused every connection" in message
+    assert "No day was written." in message and "Re-run the same range" in message
+    kinds = [event.event_type_value for event in result.all_events]
+    assert kinds.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in kinds
+    assert s3_keys(s3_bucket) == {}

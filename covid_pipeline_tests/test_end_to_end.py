@@ -6,12 +6,7 @@
 
 import datetime as dt
 import io
-import os
-import signal
-import subprocess
-import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -23,13 +18,7 @@ from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import (
-    PROJECT_ROOT,
-    dagster_cli,
-    free_port,
-    replay_table,
-    s3_keys,
-)
+from covid_pipeline_tests.conftest import DagsterDev, dagster_cli, replay_table, s3_keys
 
 pytestmark = pytest.mark.slow
 
@@ -87,57 +76,6 @@ def _time_series_row(file_name: str, country: str) -> list[str]:
     raise AssertionError(f"{country} not in {file_name}")
 
 
-@pytest.fixture
-def dagster_dev(replay: ReplayServer, tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """`dagster dev` (webserver and daemon) on 127.0.0.1, with a throwaway DAGSTER_HOME."""
-    port = free_port()
-    warehouse = tmp_path / "warehouse"
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    env = {
-        **os.environ,
-        "DAGSTER_HOME": str(home),
-        "API_URL": replay.url,
-        "WAREHOUSE_DIR": str(warehouse),
-    }
-    dagster = Path(sys.executable).with_name("dagster")
-    log = (tmp_path / "dagster_dev.log").open("w")
-    process = subprocess.Popen(
-        [str(dagster), "dev", "-h", "127.0.0.1", "-p", str(port)],
-        cwd=PROJECT_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # so that stopping it stops the daemon and code server too
-    )
-    url = f"http://127.0.0.1:{port}/graphql"
-    try:
-        _wait_for_asset(url, process, tmp_path / "dagster_dev.log")
-        yield url, warehouse
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-        log.close()
-
-
-def _wait_for_asset(url: str, process: subprocess.Popen, log: Path) -> None:
-    query = '{ assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) { __typename } }'
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"dagster dev exited:\n{log.read_text()[-4000:]}"
-        try:
-            answer = requests.post(url, json={"query": query}, timeout=5).json()
-            if answer["data"]["assetNodeOrError"]["__typename"] == "AssetNode":
-                return
-        except (requests.RequestException, KeyError, TypeError, ValueError):
-            pass
-        time.sleep(1)
-    raise AssertionError(f"dagster dev did not load the asset:\n{log.read_text()[-4000:]}")
-
-
 LAUNCH = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
@@ -156,10 +94,8 @@ query Status($id: String!) {
 }"""
 
 
-def test_ui_backfill_runs_through_the_daemon(
-    dagster_dev: tuple[str, Path], replay: ReplayServer
-) -> None:
-    url, warehouse = dagster_dev
+def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: ReplayServer) -> None:
+    url, warehouse = dagster_dev.graphql, dagster_dev.warehouse
     days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
     params = {
         "assetSelection": [{"path": ["covid_daily_reports"]}],

@@ -7,6 +7,11 @@ PipesLambdaClient relies on (Payload, LogResult, FunctionError) by running the b
 the real runtime client, one process per container, so warm containers are reused as in AWS.
 """
 
+import json
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,7 +23,7 @@ from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import failure_message, materialize_days, s3_keys
+from covid_pipeline_tests.conftest import PROJECT_ROOT, failure_message, materialize_days, s3_keys
 from covid_pipeline_tests.lambda_runtime import (
     LambdaRuntime,
     LocalLambdaClient,
@@ -115,3 +120,70 @@ def test_fanout_failure_names_failed_days_and_keeps_the_rest(
     }
     assert sorted(events) == [f"2021-01-0{day}" for day in (1, 2, 4, 5, 6, 7, 8)]
     assert events["2021-01-04"]["dagster/uri"].value.endswith("date=2021-01-04/data.parquet")
+
+
+# A fan-out run in a process of its own, so that it can be sent a signal: the packaged
+# function in two local containers, sixteen days in chunks of two, two invocations at once.
+FANOUT_RUN = f"""
+import json, sys
+from pathlib import Path
+import dagster as dg
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.definitions import build_definitions
+from covid_pipeline.fanout import LambdaFanoutResource
+from covid_pipeline_tests.conftest import materialize_days
+from covid_pipeline_tests.lambda_runtime import (
+    LambdaRuntime, LocalLambdaClient, function_environment, python312)
+root, api, bucket, s3, out = sys.argv[1:]
+env = function_environment(Path(root), api, bucket, "fanout/usa", s3)
+runtimes = [LambdaRuntime(python312(), Path(root), "{HANDLER}", env) for _ in range(2)]
+client = LocalLambdaClient(runtimes)
+class LocalFanout(LambdaFanoutResource):
+    def lambda_client(self):
+        return client
+settings = load_settings({{"API_URL": api, "BUCKET_NAME": bucket, "PREFIX": "fanout/usa",
+    "EXECUTION_MODE": "lambda", "LAMBDA_FUNCTION_NAME": "covid-daily-reports-backfill",
+    "LAMBDA_CHUNK_DAYS": "2", "LAMBDA_PARALLELISM": "2"}})
+defs = build_definitions(settings)
+fanout = LocalFanout(**defs.resources["lambda_fanout"].model_dump())
+with dg.instance_for_test() as instance:
+    materialize_days(defs, "2021-01-01", "2021-01-16", instance=instance,
+                     resources={{**defs.resources, "lambda_fanout": fanout}})
+    [run] = instance.get_runs()
+    events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
+    materialized = sorted(e.event_specific_data.materialization.partition for e in events
+                          if e.event_type_value == "ASSET_MATERIALIZATION")
+json.dump({{"status": run.status.value, "kinds": [e.event_type_value for e in events],
+           "materialized": materialized,
+           "invocations": sum(client.invocations.values())}}, open(out, "w"))
+for runtime in runtimes:
+    runtime.stop()
+"""
+
+
+@pytest.mark.reliability(
+    "Stop",
+    "Ctrl-C into a run that fans its range out to Lambda (8 invocations, 2 at a time)",
+    "no invocation starts after the signal; the two running finish, and the days they wrote "
+    "are materialized; the run ends canceled or failed",
+)
+def test_fanout_stop_starts_no_invocation_after_the_signal(
+    function_root: Path, replay: ReplayServer, s3_bucket: str, aws: str, tmp_path: Path
+) -> None:
+    replay.latency_s = 2.0  # an invocation takes seconds: long enough to stop the run mid-way
+    out = tmp_path / "outcome.json"
+    command = [sys.executable, "-c", FANOUT_RUN, str(function_root), replay.url, s3_bucket, aws]
+    process = subprocess.Popen([*command, str(out)], cwd=PROJECT_ROOT)
+    deadline = time.monotonic() + 120
+    while replay.stats()["requests"] < 2:  # both first invocations are fetching
+        assert process.poll() is None and time.monotonic() < deadline, "nothing was invoked"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    assert process.wait(timeout=120) == 0
+    outcome = json.loads(out.read_text())
+    assert outcome["status"] in ("CANCELED", "FAILURE")
+    assert outcome["kinds"].count("STEP_START") == 1  # not retried
+    assert outcome["invocations"] == 2  # the two running; none of the six not yet started
+    written = sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+    assert len(written) == 4 and outcome["materialized"] == written
+    assert replay.stats()["requests"] == 4
