@@ -37,10 +37,10 @@ dev: install .dagster_home/dagster.yaml  ## the Dagster UI and daemon on http://
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline.replay --port 8000
 
-test: install ceph chromium  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 10 minutes)
+test: install ceph chromium  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 8 minutes)
 	$(PY) -m pytest
 
-test-fast: install  ## everything but the end-to-end tests (about 3 minutes)
+test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
 	$(PY) -m pytest -m "not slow"
 
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
@@ -54,7 +54,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 15 minutes)
+bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 25 minutes)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.
