@@ -120,3 +120,28 @@ def test_replay_volume_profile_serves_every_us_day_with_its_counties() -> None:
         params = {"date": "2020-04-16", "iso": "CAN"}
         canada = requests.get(f"{server.url}/reports", params=params, timeout=10).json()["data"]
         assert canada == jhu.reports("CAN", dt.date(2020, 4, 16))
+
+
+def test_replay_serves_the_unfiltered_world_query_and_the_regions(replay: ReplayServer) -> None:
+    day = "2020-04-16"
+    world = requests.get(f"{replay.url}/reports", params={"date": day}, timeout=10).json()["data"]
+    by_country: dict[str, list[dict]] = {}
+    for record in world:
+        by_country.setdefault(record["region"]["iso"], []).append(record)
+    assert len(by_country) > 150
+    # Each country's records are exactly what the filtered query answers for it.
+    assert by_country["CAN"] == jhu.reports("CAN", dt.date(2020, 4, 16))
+    assert by_country["USA"] == jhu.reports("USA", dt.date(2020, 4, 16))
+    regions = requests.get(f"{replay.url}/regions", timeout=10).json()["data"]
+    assert {"iso": "CAN", "name": "Canada"} in regions and {"iso": "USA", "name": "US"} in regions
+    assert set(by_country) <= {region["iso"] for region in regions}
+    assert replay.stats()["requests"] == 1  # /regions is not a day's request
+
+
+def test_replay_volume_profile_gives_the_world_its_us_at_real_volume() -> None:
+    with ReplayServer(profile="volume") as server:
+        world = requests.get(f"{server.url}/reports", params={"date": "2022-06-01"}, timeout=30)
+    records = world.json()["data"]
+    usa = [r for r in records if r["region"]["iso"] == "USA"]
+    assert sum(len(r["region"]["cities"]) for r in usa) > 3000
+    assert len({r["region"]["iso"] for r in records}) > 150

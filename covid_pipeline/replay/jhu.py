@@ -95,10 +95,22 @@ Regions = dict[str, dict[str, Region]]  # iso -> province -> Region
 
 
 def reports(iso: str, day: dt.date) -> list[dict]:
-    """The `data` list covid-api.com returns for `/reports?date=<day>&iso=<iso>`."""
+    """The `data` list covid-api.com returns for `/reports?date=<day>&iso=<iso>`.
+
+    An empty `iso` is the unfiltered query: every country's records, country by country.
+    """
+    if not iso:
+        return [record for code, _ in regions() for record in reports(code, day)]
     today = provinces_on(day, iso)
     yesterday = provinces_on(day - dt.timedelta(days=1), iso)
     return [_record(day, region, yesterday.get(name)) for name, region in sorted(today.items())]
+
+
+@functools.cache
+def regions() -> list[tuple[str, str]]:
+    """(iso, name) of every country the data knows, by iso: what `GET /regions` lists."""
+    names = {iso: series[0].country for iso, series in _time_series_by_iso().items()}
+    return sorted(names.items())
 
 
 def provinces_on(day: dt.date, iso: str) -> dict[str, Region]:

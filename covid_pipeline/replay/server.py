@@ -1,7 +1,8 @@
 """A local stand-in for covid-api.com: real JHU data in the API's shape, with injectable faults.
 
-Serves `GET /api/reports?date=YYYY-MM-DD&iso=XXX` like the real API (see
-docs/covid_api_contract.md), so the pipeline, its tests and the demo never need the internet.
+Serves `GET /api/reports?date=YYYY-MM-DD&iso=XXX` (without `iso`: every country, the API's
+unfiltered query) and `GET /api/regions` like the real API (see docs/covid_api_contract.md),
+so the pipeline, its tests and the demo never need the internet.
 Knobs: a fixed latency per request, forced pagination, fault rules (5xx, 429 with
 Retry-After, hangs, connection resets, malformed bodies, HTML error pages, empty days, and
 schema drift), and a load profile: `volume` serves every US day at the real API's volume
@@ -203,6 +204,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._send_json(200, self.replay.stats())
         elif url.path == "/api/reports":
             self._reports(query)
+        elif url.path == "/api/regions":
+            data = [{"iso": iso, "name": name} for iso, name in jhu.regions()]
+            self._send_json(200, {"data": data})
         else:
             self._send_json(404, {"message": f"Not found: {url.path}"})
 

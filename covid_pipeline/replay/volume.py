@@ -43,7 +43,9 @@ def stand_in(iso: str, day: dt.date) -> dt.date | None:
 
 
 def reports(iso: str, day: dt.date) -> list[dict]:
-    """The `data` list for `day` under the load profile."""
+    """The `data` list for `day` under the load profile (empty `iso`: every country)."""
+    if not iso:  # the world, with the US at its real volume
+        return [record for code, _ in jhu.regions() for record in reports(code, day)]
     source = stand_in(iso, day)
     if source is None:
         return jhu.reports(iso, day)
@@ -52,6 +54,8 @@ def reports(iso: str, day: dt.date) -> list[dict]:
 
 def encoded_reports(iso: str, day: dt.date) -> bytes:
     """The JSON body for `day` under the load profile, re-dated from its stand-in."""
+    if not iso:
+        return _encoded_world(day)
     source = stand_in(iso, day)
     if source is None:
         return _encoded(iso, day)
@@ -64,3 +68,8 @@ def encoded_reports(iso: str, day: dt.date) -> bytes:
 @functools.lru_cache(maxsize=128)  # the 44 county days, and then some
 def _encoded(iso: str, day: dt.date) -> bytes:
     return json.dumps({"data": jhu.reports(iso, day)}).encode()
+
+
+@functools.lru_cache(maxsize=64)  # a month of world days, and then some
+def _encoded_world(day: dt.date) -> bytes:
+    return json.dumps({"data": reports("", day)}).encode()
