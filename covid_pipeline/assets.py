@@ -69,10 +69,11 @@ def covid_daily_reports(
             allow_retries=False,
         )
     if lambda_fanout.enabled:
-        yield from _run_in_lambda(context, lambda_fanout, covid_api.iso_code)
+        yield from _run_in_lambda(context, lambda_fanout, covid_api.countries().label)
         return
-    hive_parquet_io_manager.preflight()  # a missing bucket fails now, not after the fetches
     client = covid_api.client()
+    # A missing bucket, or a prefix of another country set, fails now, not after the fetches.
+    hive_parquet_io_manager.preflight(client.countries.label)
     stream = pipeline.DayStream(
         client,
         [dt.date.fromisoformat(key) for key in context.partition_keys],
@@ -81,7 +82,7 @@ def covid_daily_reports(
         on_progress=context.log.info,
     )
     context.log.info(
-        f"fetching {stream.total} days of {covid_api.iso_code} from {covid_api.api_url}, "
+        f"fetching {stream.total} days of {stream.countries} from {covid_api.api_url}, "
         f"{covid_api.fetch_concurrency} at a time"
         + (f", decoded in {stream.cpu_workers} processes" if stream.cpu_workers else "")
     )
@@ -90,11 +91,11 @@ def covid_daily_reports(
         yield dg.Output(stream)
     finally:
         client.close()
-    yield from _check_results(checks.merge(stream.check_failures, stream.rows, covid_api.iso_code))
+    yield from _check_results(checks.merge(stream.check_failures, stream.rows, stream.countries))
 
 
 def _run_in_lambda(
-    context: dg.AssetExecutionContext, lambda_fanout: LambdaFanoutResource, iso_code: str
+    context: dg.AssetExecutionContext, lambda_fanout: LambdaFanoutResource, countries: str
 ) -> Iterator[dg.MaterializeResult | dg.AssetMaterialization | dg.AssetCheckResult]:
     """The opt-in fan-out: the Lambda writes the files; the run records what it reported."""
     days = list(context.partition_keys)
@@ -128,7 +129,7 @@ def _run_in_lambda(
         context.add_asset_metadata(metadata | _IN_LAMBDA, partition_key=day)
     yield dg.MaterializeResult()
     rows = {day: 0 for day in outcome.skipped} | {d: f.rows for d, f in outcome.written.items()}
-    yield from _check_results(checks.merge(outcome.check_failures, rows, iso_code))
+    yield from _check_results(checks.merge(outcome.check_failures, rows, countries))
 
 
 _IN_LAMBDA = {"execution": "lambda"}

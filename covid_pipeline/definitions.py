@@ -19,6 +19,7 @@ from covid_pipeline.resources import (
     CovidApiResource,
     GlueCrawlerCatalogResource,
     GluePartitionsCatalogResource,
+    GlueProjectionCatalogResource,
     LocalCatalogResource,
 )
 
@@ -81,6 +82,14 @@ def _catalog(settings: Settings, s3: S3Resource) -> CatalogResource:
             table=settings.glue_table,
             poll_interval_s=settings.crawler_poll_interval_s,
             timeout_s=settings.crawler_timeout_s,
+        )
+    if settings.catalog_mode == "glue_projection":
+        assert settings.bucket_name is not None
+        return GlueProjectionCatalogResource(
+            bucket_name=settings.bucket_name,
+            prefix=settings.prefix,
+            database=settings.glue_database,
+            table=settings.glue_table,
         )
     if settings.catalog_mode == "glue_partitions":
         assert settings.bucket_name is not None

@@ -52,10 +52,13 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             return storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
         return storage.LocalStore(self.warehouse_dir)
 
-    def preflight(self) -> None:
-        """Fail now, before anything is fetched, if the store clearly cannot be written."""
+    def preflight(self, countries: str) -> None:
+        """Fail now, before anything is fetched, if the store clearly cannot be written.
+
+        Or if the prefix holds another country set's files (see core.storage).
+        """
         with _stop_on_storage_access_error():
-            self.store().preflight(self.prefix)
+            storage.check_ready(self.store(), self.prefix, countries)
 
     def handle_output(
         self, context: dg.OutputContext, obj: DayStream | Mapping[str, pa.Table]
@@ -68,13 +71,16 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         """
         days = list(context.asset_partition_keys)
         arriving = obj if isinstance(obj, DayStream) else _as_arrivals(context, obj, days)
+        countries = obj.countries if isinstance(obj, DayStream) else _countries_in(arriving)
         store = self.store()
         recorder = _Recorder(context, days)
         try:
             with _stop_on_storage_access_error():
                 write_failures = pipeline.write_stream(
                     arriving,
-                    lambda day: storage.write_day(store, self.prefix, day.day, day.table),
+                    lambda day: storage.write_day(
+                        store, self.prefix, day.day, day.table, countries
+                    ),
                     concurrency=self.write_concurrency,
                     total=len(days),
                     on_written=recorder.record,
@@ -138,6 +144,12 @@ def _as_arrivals(
             f"{missing[:10]}"
         )
     return [FetchedDay(day, tables[day]) for day in days]
+
+
+def _countries_in(arriving: list[FetchedDay]) -> str:
+    # Tables handed over without a stream: the set is the countries their rows are of.
+    isos = {iso for day in arriving for iso in day.table["iso"].to_pylist()}
+    return ",".join(sorted(isos))
 
 
 def _failure_report(

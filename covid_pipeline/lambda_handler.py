@@ -85,7 +85,8 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise InvalidEventError(f"invalid event: {error}") from None
     API.reset_circuit()
     store = storage.S3Store(SETTINGS.bucket_name, S3, SETTINGS.prefix)  # type: ignore[arg-type]
-    store.preflight(SETTINGS.prefix)  # a missing bucket or bad keys: before the first fetch
+    # A missing bucket, bad keys, or a prefix of another country set: before the first fetch.
+    storage.check_ready(store, SETTINGS.prefix, SETTINGS.countries.label)
     log.info(
         "backfilling %s %s..%s into %s", SETTINGS.iso_code, days[0], days[-1], SETTINGS.storage_root
     )

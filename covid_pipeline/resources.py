@@ -1,8 +1,8 @@
 """Dagster resources: thin, typed configuration around the core's clients.
 
-The catalog is one interface with three implementations (the local DuckDB catalog, direct
-Glue registration, the Glue crawler); `definitions.py` picks one from the settings, and the
-catalog asset only ever calls `refresh`.
+The catalog is one interface with four implementations (the local DuckDB catalog, direct
+Glue registration, Glue partition projection, the Glue crawler); `definitions.py` picks one
+from the settings' CATALOG_MODE, and the catalog asset only ever calls `refresh`.
 """
 
 import logging
@@ -16,15 +16,17 @@ from dagster_aws.s3 import S3Resource
 from covid_pipeline.core import crawler, glue, local_catalog, storage
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
 from covid_pipeline.core.config import ConfigError
+from covid_pipeline.core.countries import Countries
+from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY
 
 Logger = logging.Logger | dg.DagsterLogManager
 
 
 class CovidApiResource(dg.ConfigurableResource):
-    """covid-api.com (or a stand-in): where it is, which country, and how hard to try."""
+    """covid-api.com (or a stand-in): where it is, which countries, and how hard to try."""
 
     api_url: str
-    iso_code: str
+    iso_code: str  # one code, a list (USA,CAN), or ALL: see core.countries
     fetch_concurrency: int = 8
     cpu_workers: int | None = None  # processes that decode days; None: automatic
     connect_timeout_s: float = 5.0
@@ -48,6 +50,15 @@ class CovidApiResource(dg.ConfigurableResource):
                 pool_size=self.fetch_concurrency,
             )
         except ConfigError as error:
+            raise dg.Failure(
+                description=f"covid_api config: {error}", allow_retries=False
+            ) from None
+
+    def countries(self) -> Countries:
+        """The set `iso_code` names; a bad value fails the run without a retry."""
+        try:
+            return Countries.parse(self.iso_code)
+        except ValueError as error:
             raise dg.Failure(
                 description=f"covid_api config: {error}", allow_retries=False
             ) from None
@@ -110,6 +121,37 @@ class GluePartitionsCatalogResource(CatalogResource):
             "table_created": registration.table_created,
             "partitions_created": registration.partitions_created,
             "partitions": registration.partitions_total,
+        }
+
+
+class GlueProjectionCatalogResource(CatalogResource):
+    """Declares the Glue table with Athena's partition projection: no crawler, no per-day call."""
+
+    bucket_name: str
+    prefix: str
+    database: str
+    table: str
+
+    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
+        location = f"s3://{self.bucket_name}/{self.prefix}/"
+        first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
+        projection = glue.project_table(
+            boto3.client("glue"), self.database, self.table, location, first, last
+        )
+        change = (
+            "created"
+            if projection.table_created
+            else "projection set"
+            if projection.parameters_updated
+            else "as it was"
+        )
+        log.info(f"{self.database}.{self.table}: {change}; days {first}..{last} projected")
+        return {
+            "dagster/table_name": f"glue:{self.database}.{self.table}",
+            "dagster/uri": location,
+            "table_created": projection.table_created,
+            "projection_updated": projection.parameters_updated,
+            "projected_days": f"{first}..{last}",
         }
 
 

@@ -206,16 +206,29 @@ def write_days(root: Path, days: list[dt.date]) -> None:
     """Write the replay's USA reports for `days` into a local warehouse at `root`."""
     store = storage.LocalStore(root)
     for day in days:
-        storage.write_day(store, "covid_daily_reports/usa", str(day), replay_table(day))
+        storage.write_day(store, "covid_daily_reports/usa", str(day), replay_table(day), "USA")
+
+
+WORLD_TABLE = "covid_daily_reports_all"
 
 
 @pytest.fixture(scope="session")
 def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A DuckDB catalog over two weeks of April 2020 (USA), written as the pipeline writes."""
+    """A DuckDB catalog over two weeks of April 2020, written as the pipeline writes them.
+
+    Two tables, as two deployments would make them: USA alone (ISO_CODE=USA), and every
+    country in one table (ISO_CODE=ALL).
+    """
     root = tmp_path_factory.mktemp("warehouse")
     write_days(root, CATALOG_DAYS)
-    local_catalog.register(root / "catalog.duckdb", root / "covid_daily_reports/usa", CATALOG_TABLE)
-    return root / "catalog.duckdb"
+    store = storage.LocalStore(root)
+    for day in CATALOG_DAYS:
+        world = to_table(day, jhu.reports("", day))
+        storage.write_day(store, "covid_daily_reports/all", str(day), world, "ALL")
+    database = root / "catalog.duckdb"
+    local_catalog.register(database, root / "covid_daily_reports/usa", CATALOG_TABLE)
+    local_catalog.register(database, root / "covid_daily_reports/all", WORLD_TABLE)
+    return database
 
 
 @pytest.fixture(scope="session")
@@ -317,7 +330,15 @@ class DagsterDev:
 
 
 @pytest.fixture
-def dagster_dev(replay: ReplayServer, tmp_path: Path) -> Iterator[DagsterDev]:
+def dagster_dev_env() -> dict[str, str]:
+    """Settings for `dagster dev` on top of the fixture's own; a test module may override it."""
+    return {}
+
+
+@pytest.fixture
+def dagster_dev(
+    replay: ReplayServer, tmp_path: Path, dagster_dev_env: dict[str, str]
+) -> Iterator[DagsterDev]:
     """`dagster dev` (webserver and daemon) on 127.0.0.1 over the replay API.
 
     With a throwaway DAGSTER_HOME that holds the project's dagster.yaml, as `make dev` has it,
@@ -333,6 +354,7 @@ def dagster_dev(replay: ReplayServer, tmp_path: Path) -> Iterator[DagsterDev]:
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(dev.warehouse),
         "FETCH_CONCURRENCY": "4",
+        **dagster_dev_env,
     }
     log_path = tmp_path / "dagster_dev.log"
     with log_path.open("w") as log:

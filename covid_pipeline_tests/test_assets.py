@@ -147,3 +147,45 @@ def test_asset_reports_an_api_that_is_down_within_seconds(
     kinds = [event.event_type_value for event in result.all_events]
     assert kinds.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in kinds
     assert s3_keys(s3_bucket) == {}
+
+
+@pytest.mark.reliability(
+    "Storage",
+    "Dagster: ISO_CODE=USA,CAN under a PREFIX that holds USA's files",
+    "refused before any fetch, not retried, naming both sets and what to do; the files stay",
+)
+def test_asset_refuses_a_prefix_that_holds_another_country_set(
+    instance, replay: ReplayServer, s3_bucket: str, s3_endpoint: str
+) -> None:
+    def defs_for(iso_code: str) -> dg.Definitions:
+        env = {"API_URL": replay.url, "BUCKET_NAME": s3_bucket, "PREFIX": "lake/covid"}
+        return build_definitions(load_settings(env | {"ISO_CODE": iso_code}))
+
+    assert materialize(defs_for("USA"), instance, "2021-01-10", "2021-01-11").success
+    before = s3_keys(s3_bucket)
+    replay.reset()
+    message = failure_message(materialize(defs_for("USA,CAN"), instance, "2021-01-12"))
+    assert message.startswith(f"s3://{s3_bucket}/lake/covid holds files written for USA")
+    assert "this run is for CAN,USA" in message and "Set PREFIX to a folder" in message
+    assert replay.stats()["requests"] == 0 and s3_keys(s3_bucket) == before
+
+
+def test_asset_writes_every_country_of_a_list_into_one_file_a_day(
+    instance, replay: ReplayServer, s3_bucket: str, s3_endpoint: str
+) -> None:
+    env = {"API_URL": replay.url, "BUCKET_NAME": s3_bucket, "ISO_CODE": "usa,can"}
+    result = materialize(
+        build_definitions(load_settings(env)), instance, "2021-01-14", "2021-01-15"
+    )
+    assert result.success
+    assert sorted(s3_keys(s3_bucket)) == [
+        f"covid_daily_reports/can_usa/date=2021-01-{day}/data.parquet" for day in (14, 15)
+    ]
+    store = storage.S3Store(s3_bucket, boto3.client("s3"))
+    table = storage.read_day(store, "covid_daily_reports/can_usa", "2021-01-15")
+    assert set(table["iso"].to_pylist()) == {"CAN", "USA"} and storage.countries_of(table) == (
+        "CAN,USA"
+    )
+    checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}
+    assert checks["names_present"] is True
+    assert replay.stats()["requests"] == 4  # one per (day, country)

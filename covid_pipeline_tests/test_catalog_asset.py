@@ -88,3 +88,26 @@ def test_catalog_asset_registers_one_glue_partition_per_written_day(
         4,
     )
     assert registered_days(glue, "covid_test", "covid_daily_reports_usa") == written
+
+
+def test_catalog_asset_projects_the_shared_table_without_per_day_calls(
+    replay: ReplayServer, instance, s3_bucket: str
+) -> None:
+    env = {
+        "API_URL": replay.url, "BUCKET_NAME": s3_bucket, "ISO_CODE": "USA,CAN",
+        "CATALOG_MODE": "glue_projection", "GLUE_DATABASE": "covid_test",
+    }  # fmt: skip
+    defs = build_definitions(load_settings(env))
+    first = catalog_metadata(backfill(defs, instance, "2020-04-01", "2020-04-03"))
+    assert (first["table_created"], first["projection_updated"]) == (True, False)
+    assert first["dagster/table_name"] == "glue:covid_test.covid_daily_reports_can_usa"
+    glue = boto3.client("glue")
+    table = glue.get_table(DatabaseName="covid_test", Name="covid_daily_reports_can_usa")["Table"]
+    location = f"s3://{s3_bucket}/covid_daily_reports/can_usa/"
+    assert table["StorageDescriptor"]["Location"] == location
+    assert table["Parameters"]["projection.date.range"] == "2020-01-22,2023-03-09"
+    assert table["Parameters"]["storage.location.template"] == f"{location}date=${{date}}/"
+    assert registered_days(glue, "covid_test", "covid_daily_reports_can_usa") == []
+
+    second = catalog_metadata(backfill(defs, instance, "2020-04-04", "2020-04-04"))
+    assert (second["table_created"], second["projection_updated"]) == (False, False)

@@ -179,3 +179,47 @@ def test_config_cpu_workers_is_a_number_or_auto(text: str, workers: int | None) 
 def test_config_cpu_workers_refuses_anything_else() -> None:
     with pytest.raises(ConfigError, match="CPU_WORKERS 'many' must be a whole number or auto"):
         load_settings({"CPU_WORKERS": "many"})
+
+
+@pytest.mark.parametrize(
+    ("text", "label", "prefix", "table"),
+    [
+        ("usa", "USA", "covid_daily_reports/usa", "covid_daily_reports_usa"),
+        ("USA,CAN", "CAN,USA", "covid_daily_reports/can_usa", "covid_daily_reports_can_usa"),
+        (
+            " can , usa,CAN ",
+            "CAN,USA",
+            "covid_daily_reports/can_usa",
+            "covid_daily_reports_can_usa",
+        ),
+        ("all", "ALL", "covid_daily_reports/all", "covid_daily_reports_all"),
+    ],
+)
+def test_config_iso_code_is_a_code_a_list_or_all(
+    text: str, label: str, prefix: str, table: str
+) -> None:
+    settings = load_settings({"ISO_CODE": text})
+    # Order and duplicates do not matter: one set, one label, one prefix and table of its own.
+    assert (settings.iso_code, settings.prefix, settings.glue_table) == (label, prefix, table)
+    assert settings.countries.label == label
+
+
+@pytest.mark.reliability(
+    "Bad input",
+    "ISO_CODE with an entry that is not a code (USA,U$A), an empty entry, or ALL mixed with codes",
+    "refused at load, naming each bad entry and the accepted forms",
+)
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("USA,U$A", "'U$A' is not three letters"),
+        ("USA,,CAN", "'' is not three letters"),
+        ("ALL,USA", "ALL cannot be mixed with codes"),
+        ("USA&iso=CAN", "'USA&ISO=CAN' is not three letters"),
+    ],
+)
+def test_config_iso_code_refuses_what_is_not_a_country_set(text: str, problem: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        load_settings({"ISO_CODE": text})
+    assert "must be ALL, or ISO 3166-1 alpha-3 codes separated by commas" in str(error.value)
+    assert problem in str(error.value)

@@ -2,15 +2,20 @@
 
 import boto3
 import pytest
+import yaml
 
 from covid_pipeline.core.glue import (
     GlueCatalogError,
+    Projection,
     glue_columns,
     glue_type,
+    project_table,
+    projection_parameters,
     register_partitions,
     registered_days,
 )
 from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline_tests.conftest import PROJECT_ROOT
 
 LOCATION = "s3://lake/covid_daily_reports/usa/"
 
@@ -83,3 +88,89 @@ def test_glue_registration_refuses_a_table_elsewhere(glue) -> None:
     register_partitions(glue, "covid", "reports_usa", LOCATION, days(1))
     with pytest.raises(GlueCatalogError, match="points at s3://lake/covid_daily_reports/usa/"):
         register_partitions(glue, "covid", "reports_usa", "s3://lake/other/", days(1))
+
+
+PROJECTION = {
+    "classification": "parquet",
+    "EXTERNAL": "TRUE",
+    "projection.enabled": "true",
+    "projection.date.type": "date",
+    "projection.date.format": "yyyy-MM-dd",
+    "projection.date.range": "2020-01-22,2023-03-09",
+    "projection.date.interval": "1",
+    "projection.date.interval.unit": "DAYS",
+    "storage.location.template": f"{LOCATION}date=${{date}}/",
+}
+
+
+def project(glue):
+    return project_table(glue, "covid", "reports", LOCATION, "2020-01-22", "2023-03-09")
+
+
+def test_glue_projection_declares_the_table_with_exactly_these_parameters(glue) -> None:
+    assert project(glue) == Projection(table_created=True, parameters_updated=False)
+    table = glue.get_table(DatabaseName="covid", Name="reports")["Table"]
+    assert table["Parameters"] == PROJECTION
+    assert table["PartitionKeys"] == [{"Name": "date", "Type": "string"}]
+    assert table["StorageDescriptor"]["Location"] == LOCATION
+    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == SCHEMA.names
+    # No crawler, no per-day call: not one partition is registered.
+    assert registered_days(glue, "covid", "reports") == []
+
+
+def test_glue_projection_is_idempotent(glue) -> None:
+    project(glue)
+    assert project(glue) == Projection(table_created=False, parameters_updated=False)
+
+
+def test_glue_projection_sets_projection_on_a_table_of_the_right_shape(glue) -> None:
+    register_partitions(glue, "covid", "reports", LOCATION, days(3))  # a glue_partitions table
+    assert project(glue) == Projection(table_created=False, parameters_updated=True)
+    table = glue.get_table(DatabaseName="covid", Name="reports")["Table"]
+    assert table["Parameters"] == PROJECTION
+    assert [c["Name"] for c in table["StorageDescriptor"]["Columns"]] == SCHEMA.names
+
+
+def test_glue_projection_refuses_a_table_of_another_shape_or_place(glue) -> None:
+    register_partitions(glue, "covid", "reports", "s3://lake/other/", days(1))
+    with pytest.raises(GlueCatalogError, match="points at s3://lake/other/"):
+        project(glue)
+    glue.create_table(
+        DatabaseName="covid",
+        TableInput={
+            "Name": "odd",
+            "StorageDescriptor": {"Columns": [{"Name": "x", "Type": "int"}], "Location": LOCATION},
+        },
+    )
+    with pytest.raises(GlueCatalogError, match="exists with other columns"):
+        project_table(glue, "covid", "odd", LOCATION, "2020-01-22", "2023-03-09")
+    assert "projection.enabled" not in glue.get_table(DatabaseName="covid", Name="odd")[
+        "Table"
+    ].get("Parameters", {})
+
+
+def test_glue_projection_of_the_infra_template_is_the_pipelines() -> None:
+    """infra/template.yaml's projected table: the columns and parameters project_table sets."""
+
+    class CloudFormation(yaml.SafeLoader):
+        """Reads CloudFormation's short-form functions (!Ref, !Sub, ...) as their argument."""
+
+    def argument(loader: yaml.SafeLoader, _tag: str, node: yaml.Node) -> object:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        return loader.construct_sequence(node)  # type: ignore[arg-type]
+
+    CloudFormation.add_multi_constructor("!", argument)
+    template = yaml.load((PROJECT_ROOT / "infra" / "template.yaml").read_text(), CloudFormation)
+    table = template["Resources"]["ProjectedTable"]["Properties"]["TableInput"]
+    columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
+    assert columns == [(c["Name"], c["Type"]) for c in glue_columns()]
+    location = "s3://${BucketName}/${Prefix}/"
+    assert table["StorageDescriptor"]["Location"] == location
+    expected = projection_parameters(location, "2020-01-22", "2023-03-09")
+    expected["storage.location.template"] = expected["storage.location.template"].replace(
+        "${date}",
+        "${!date}",  # !Sub's escape for a literal ${date}
+    )
+    assert table["Parameters"] == expected
+    assert table["PartitionKeys"] == [{"Name": "date", "Type": "string"}]

@@ -58,7 +58,7 @@ def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
 
 def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
     storage.write_day(
-        storage.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15")
+        storage.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15"), "USA"
     )
     context = dg.build_input_context(
         asset_key=KEY, partition_key="2021-01-15", asset_partitions_def=DAILY_PARTITIONS
@@ -71,7 +71,7 @@ def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
 def test_io_manager_loads_a_range_as_a_dict_without_skipped_days(tmp_path: Path) -> None:
     store = storage.LocalStore(tmp_path)
     for day in ("2021-01-15", "2021-01-17"):
-        storage.write_day(store, "covid/usa", day, replay_table(day))
+        storage.write_day(store, "covid/usa", day, replay_table(day), "USA")
     context = dg.build_input_context(
         asset_key=KEY,
         asset_partitions_def=DAILY_PARTITIONS,

@@ -230,7 +230,7 @@ def test_lambda_handler_refuses_unsafe_environment_before_any_request(
     with pytest.raises(ConfigError) as error:
         module.handler({"start_date": "2021-01-01", "end_date": "2021-01-01"}, FakeContext())
     message = str(error.value)
-    assert "ISO_CODE 'USA&ISO=CAN' must be three letters" in message
+    assert "'USA&ISO=CAN' is not three letters" in message
     assert "PREFIX 'lake/../elsewhere' must not contain '..'" in message
     assert "BUCKET_NAME 'Not_A_Bucket' is not a valid S3 bucket name" in message
     assert "API_URL 'file:///etc/passwd' must be an http:// or https:// URL" in message
@@ -272,3 +272,22 @@ def test_lambda_handler_imports_nothing_the_lambda_does_not_need(lambda_env: str
         "assert not loaded, loaded"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@ONLY_MOTO
+def test_lambda_handler_backfills_a_country_list_and_refuses_a_switch_of_set(
+    lambda_env: str, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import covid_pipeline.lambda_handler as module
+
+    monkeypatch.setenv("ISO_CODE", "CAN,USA")
+    handler = importlib.reload(module)
+    answer = handler.handler({"start_date": "2021-01-01", "end_date": "2021-01-03"}, FakeContext())
+    assert answer["counts"]["written"] == 3 and replay.stats()["requests"] == 6
+    assert days_in(lambda_env, "lambda/usa") == ["2021-01-01", "2021-01-02", "2021-01-03"]
+
+    monkeypatch.setenv("ISO_CODE", "USA")  # the same PREFIX, another set
+    handler = importlib.reload(module)
+    with pytest.raises(StorageAccessError, match="holds files written for CAN,USA") as error:
+        handler.handler({"start_date": "2021-01-04", "end_date": "2021-01-04"}, FakeContext())
+    assert "this run is for USA" in str(error.value) and replay.stats()["requests"] == 6

@@ -4,11 +4,13 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import pyarrow.compute as pc
 import pytest
 
 from covid_pipeline.core import pipeline, storage, workers
 from covid_pipeline.core.api import CovidApiClient, RetryPolicy
 from covid_pipeline.core.dates import day_range
+from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import replay_table
 
@@ -95,7 +97,7 @@ def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
     landed: dict[str, storage.WrittenFile | None] = {}
     failures = pipeline.write_stream(
         stream(replay),
-        lambda day: storage.write_day(store, "p", day.day, day.table),
+        lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=3,
         total=len(DAYS),
         on_written=lambda day, file: landed.__setitem__(day.day, file),
@@ -117,7 +119,7 @@ def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) 
     landed: list[str] = []
     failures = pipeline.write_stream(
         days,
-        lambda day: storage.write_day(store, "p", day.day, day.table),
+        lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=2,
         total=3,
         on_written=lambda day, file: landed.append(day.day),
@@ -147,3 +149,38 @@ def test_pipeline_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.M
     monkeypatch.setattr(workers, "_processes_can_run", lambda: False)  # as in AWS Lambda
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
     assert workers.workers_for(None, 1143) == 0
+
+
+def test_pipeline_fetches_each_country_of_a_list_once_a_day_into_one_table(
+    replay: ReplayServer,
+) -> None:
+    client = CovidApiClient(replay.url, "USA,CAN", retry=RetryPolicy(max_retries=0))
+    days = pipeline.DayStream(client, DAYS[:3], concurrency=4)
+    arrived = {fetched.day: fetched.table for fetched in days}
+    assert sorted(arrived) == [d.isoformat() for d in DAYS[:3]]
+    for day, table in arrived.items():
+        assert set(table["iso"].to_pylist()) == {"CAN", "USA"}
+        assert table.num_rows == len(jhu.reports("CAN", dt.date.fromisoformat(day))) + 56
+        assert table.filter(pc.equal(table["iso"], "USA")).equals(replay_table(day))
+    # One request per (day, country), and no more.
+    assert replay.stats()["requests"] == 6 and replay.stats()["max_requests_per_day"] == 1
+    assert days.countries == "CAN,USA"
+
+
+def test_pipeline_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=404, dates=["2021-01-11"])])
+    client = CovidApiClient(replay.url, "CAN,USA", retry=RetryPolicy(max_retries=0))
+    days = pipeline.DayStream(client, DAYS[:3], concurrency=4)
+    arrived = [fetched.day for fetched in days]
+    assert sorted(arrived) == ["2021-01-10", "2021-01-12"]  # all or nothing: no half day
+    assert list(days.failures) == ["2021-01-11"]
+    assert days.failures["2021-01-11"].startswith(("CAN: HTTP 404", "USA: HTTP 404"))
+
+
+def test_pipeline_fetches_the_whole_world_with_one_request_a_day(replay: ReplayServer) -> None:
+    client = CovidApiClient(replay.url, "ALL", retry=RetryPolicy(max_retries=0))
+    [fetched] = list(pipeline.DayStream(client, [dt.date(2021, 1, 15)], concurrency=2))
+    countries = set(fetched.table["iso"].to_pylist())
+    assert {"USA", "CAN", "DEU", "IND", "BRA"} <= countries and len(countries) > 150
+    assert fetched.table.num_rows == len(jhu.reports("", dt.date(2021, 1, 15)))
+    assert replay.stats()["requests"] == 1 and fetched.check_failures == {}

@@ -37,24 +37,27 @@ def test_storage_key_is_the_hive_layout() -> None:
 
 
 def test_storage_round_trips_a_day(store: storage.Store, table) -> None:
-    written = storage.write_day(store, "covid/usa", "2021-01-15", table)
+    written = storage.write_day(store, "covid/usa", "2021-01-15", table, "USA")
     assert written.uri.endswith("covid/usa/date=2021-01-15/data.parquet")
     assert written.rows == table.num_rows == 56
     back = storage.read_day(store, "covid/usa", "2021-01-15")
     assert back is not None and back.equals(table)
-    assert back.schema.equals(SCHEMA, check_metadata=True)
+    # The documented schema, field metadata (descriptions) included, and the file's country set.
+    assert back.schema.remove_metadata().equals(SCHEMA, check_metadata=True)
+    assert back.schema.metadata == {storage.COUNTRIES_KEY: b"USA"}
+    assert storage.countries_of(back) == "USA"
 
 
 def test_storage_writes_snappy_parquet(table) -> None:
-    parquet = pq.ParquetFile(pa.BufferReader(storage.encode_parquet(table)))
+    parquet = pq.ParquetFile(pa.BufferReader(storage.encode_parquet(table, "USA")))
     columns = parquet.metadata.row_group(0)
     assert {columns.column(i).compression for i in range(columns.num_columns)} == {"SNAPPY"}
 
 
 def test_storage_overwrites_instead_of_duplicating(store: storage.Store, table) -> None:
     for _ in range(2):
-        storage.write_day(store, "p", "2021-01-15", table)
-    storage.write_day(store, "p", "2021-01-16", table.slice(0, 3))
+        storage.write_day(store, "p", "2021-01-15", table, "USA")
+    storage.write_day(store, "p", "2021-01-16", table.slice(0, 3), "USA")
     assert list(store.days("p")) == ["2021-01-15", "2021-01-16"]
     assert storage.read_day(store, "p", "2021-01-16").num_rows == 3
 
@@ -66,7 +69,7 @@ def test_storage_reads_a_missing_day_as_none(store: storage.Store) -> None:
 
 def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) -> None:
     store = storage.LocalStore(tmp_path)
-    storage.write_day(store, "p", "2021-01-15", table)
+    storage.write_day(store, "p", "2021-01-15", table, "USA")
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"
     ]
@@ -74,7 +77,7 @@ def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) ->
 
 def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, table) -> None:
     store = storage.LocalStore(tmp_path)
-    storage.write_day(store, "p", "2021-01-15", table)
+    storage.write_day(store, "p", "2021-01-15", table, "USA")
     # A write that breaks halfway (here: a body that cannot be written) must leave the old
     # file whole and no temporary file behind.
     with pytest.raises(TypeError):

@@ -29,7 +29,8 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from covid_pipeline.core.config import ConfigError, api_url_problems, iso_code_problems
+from covid_pipeline.core.config import ConfigError, api_url_problems
+from covid_pipeline.core.countries import Countries, is_iso_code
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +63,7 @@ class DayPayload:
 
     day: dt.date
     pages: tuple[bytes, ...]
+    iso: str | None = None  # the country asked for; None: every country
 
     def records(self) -> list[dict]:
         """The records as plain dicts (slow: for tests and for naming a bad field)."""
@@ -100,7 +102,11 @@ class _Transient(Exception):
 
 
 class CovidApiClient:
-    """Fetches one country's reports, a day at a time, from covid-api.com or a stand-in."""
+    """Fetches a set of countries' reports, a day at a time, from covid-api.com or a stand-in.
+
+    A day of a set takes one request per country (`fetch`, with its ISO code), or for ALL one
+    unfiltered request (`fetch` with None): `Countries.queries` says which.
+    """
 
     def __init__(
         self,
@@ -114,12 +120,18 @@ class CovidApiClient:
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """Raises ConfigError for a base URL or country code that is not safe to use."""
+        """`iso_code` is ISO_CODE's value (one code, a list, or ALL).
+
+        Raises ConfigError for a base URL or country set that is not safe to use.
+        """
         self.base_url = base_url.rstrip("/")
-        problems = api_url_problems(self.base_url) + iso_code_problems(iso_code)
+        problems = api_url_problems(self.base_url)
+        try:
+            self.countries = Countries.parse(iso_code)
+        except ValueError as error:
+            problems.append(str(error))
         if problems:
             raise ConfigError("; ".join(problems))
-        self.iso_code = iso_code
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.retry = retry
         # Injectable, so tests can see the delays without waiting them out.
@@ -148,23 +160,33 @@ class CovidApiClient:
         self._session.close()
 
     def fetch_day(self, day: dt.date, stop: threading.Event | None = None) -> DayPayload:
-        """Every report record for `day` (raw JSON), following pagination; no records: no data.
+        """The whole day of a set that takes one request a day (one country, or ALL)."""
+        [iso] = self.countries.queries
+        return self.fetch(day, iso, stop)
+
+    def fetch(
+        self, day: dt.date, iso: str | None, stop: threading.Event | None = None
+    ) -> DayPayload:
+        """Every report record of `iso` (None: every country) for `day`, as raw JSON pages.
 
         Args:
             day: the day to fetch.
+            iso: one country's code, or None for the API's unfiltered query (the whole world).
             stop: once set, no further request is made (backoff waits end at once).
 
         Raises:
             ApiError: after retries for transient failures, at once for the rest.
             FetchStopped: `stop` was set before the day was fetched.
         """
+        if iso is not None and not is_iso_code(iso):  # it goes into the query string
+            raise ApiError(day, f"{iso!r} is not an ISO 3166-1 alpha-3 code", transient=False)
         attempts = self.retry.max_retries + 1
         for attempt in range(1, attempts + 1):
             if stop is not None and stop.is_set():
                 raise FetchStopped(day)
             self._check_circuit(day)
             try:
-                pages = self._fetch_pages(day)
+                pages = self._fetch_pages(day, iso)
             except _Transient as failure:
                 with self._lock:
                     self._failures_in_a_row += 1
@@ -185,7 +207,7 @@ class CovidApiClient:
             else:
                 with self._lock:
                     self._failures_in_a_row = 0
-                return DayPayload(day, pages)
+                return DayPayload(day, pages, iso)
         raise AssertionError("unreachable")
 
     def _pause(self, seconds: float, stop: threading.Event | None) -> None:
@@ -229,10 +251,12 @@ class CovidApiClient:
         delay = self.retry.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
         return min(delay, self.retry.max_delay_s)
 
-    def _fetch_pages(self, day: dt.date) -> tuple[bytes, ...]:
+    def _fetch_pages(self, day: dt.date, iso: str | None) -> tuple[bytes, ...]:
         pages: list[bytes] = []
         url: str | None = f"{self.base_url}/reports"
-        params: dict[str, str] | None = {"date": day.isoformat(), "iso": self.iso_code}
+        params: dict[str, str] | None = {"date": day.isoformat()}
+        if iso is not None:
+            params["iso"] = iso
         seen: set[str] = set()
         while url is not None:
             if len(seen) >= _MAX_PAGES or url in seen:

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from covid_pipeline.core.countries import Countries
 from covid_pipeline.core.transform import SCHEMA
 
 Tables = Mapping[str, pa.Table]
@@ -23,8 +24,9 @@ ABOUT = {
     "disagree, so this holds the lake together.",
     "cumulative_counts_non_negative": "confirmed, deaths and recovered are running totals, so "
     "never below zero (active can be: JHU's 'Recovered' rows carry negative active counts).",
-    "names_present": "Every row carries the ISO code that was asked for and a country name: "
-    "rows of another country, or nameless ones, mean the API answered something else.",
+    "names_present": "Every row carries an ISO code of the countries asked for (ISO_CODE) and "
+    "a country name: rows of another country, or nameless ones, mean the API answered "
+    "something else.",
     "row_count_steady": "A day's row count stays within 50% of the previous day with data, "
     f"unless it moves by fewer than {MIN_ROW_CHANGE} rows. A jump usually means the source "
     "changed its granularity (US counties to states on 2020-03-10) or dropped regions. A "
@@ -74,16 +76,25 @@ def cumulative_counts_non_negative(tables: Tables) -> CheckOutcome:
     )
 
 
-def names_present(tables: Tables, iso_code: str) -> CheckOutcome:
-    """Every row names its country, with the ISO code that was asked for."""
+def names_present(tables: Tables, countries: str) -> CheckOutcome:
+    """Every row names its country, with an ISO code of the set that was asked for.
+
+    `countries` is the set's label: one code, a list (CAN,USA), or ALL (any three letters).
+    """
+    wanted = Countries.parse(countries)
     failing = {}
     for day, table in tables.items():
-        wrong_iso = pc.sum(pc.not_equal(table["iso"], iso_code)).as_py() or 0
+        if wanted.is_all:
+            asked = pc.match_substring_regex(table["iso"], r"^[A-Z]{3}$")
+        else:
+            asked = pc.is_in(table["iso"], value_set=pa.array(wanted.codes))
+        wrong_iso = pc.sum(pc.invert(asked)).as_py() or 0
         no_name = pc.sum(pc.equal(pc.utf8_length(table["country"]), 0)).as_py() or 0
         if wrong_iso or no_name:
             failing[day] = f"{wrong_iso} rows with another iso, {no_name} without a country name"
+    what = "an ISO code" if wanted.is_all else f"one of {wanted.label}"
     return CheckOutcome(
-        "names_present", f"iso is {iso_code} and the country is named", failing, len(tables)
+        "names_present", f"iso is {what} and the country is named", failing, len(tables)
     )
 
 
@@ -116,31 +127,31 @@ def row_count_steady(
     )
 
 
-def run_all(tables: Tables, iso_code: str) -> list[CheckOutcome]:
+def run_all(tables: Tables, countries: str) -> list[CheckOutcome]:
     """Every check over `tables`, in the order the UI lists them."""
     return [
         schema_as_documented(tables),
         cumulative_counts_non_negative(tables),
-        names_present(tables, iso_code),
+        names_present(tables, countries),
         row_count_steady({day: table.num_rows for day, table in tables.items()}),
     ]
 
 
-def failures_of_day(day: str, table: pa.Table, iso_code: str) -> dict[str, str]:
+def failures_of_day(day: str, table: pa.Table, countries: str) -> dict[str, str]:
     """The single-day checks that `table` fails: {check name: why}. For streaming backfills."""
     return {
         outcome.name: outcome.failing_days[day]
-        for outcome in run_all({day: table}, iso_code)
+        for outcome in run_all({day: table}, countries)
         if not outcome.passed
     }
 
 
 def merge(
-    failures_by_day: Mapping[str, Mapping[str, str]], rows_by_day: Mapping[str, int], iso_code: str
+    failures_by_day: Mapping[str, Mapping[str, str]], rows_by_day: Mapping[str, int], countries: str
 ) -> list[CheckOutcome]:
     """Whole-run outcomes from per-day failures (as streaming backfills report them)."""
     outcomes = []
-    for template in run_all({}, iso_code):  # over no days: each check's name and description
+    for template in run_all({}, countries):  # over no days: each check's name and description
         if template.name == "row_count_steady":
             outcomes.append(row_count_steady(rows_by_day))
             continue

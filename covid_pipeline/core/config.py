@@ -14,9 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from covid_pipeline.core.countries import Countries
+
 DEFAULT_API_URL = "https://covid-api.com/api"
 DEFAULT_ISO_CODE = "USA"
-_ISO_CODE = re.compile(r"^[A-Z]{3}$")
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_=.-]+$")
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
@@ -27,7 +28,7 @@ class ConfigError(ValueError):
     """One or more settings are invalid; the message lists every problem."""
 
 
-CATALOG_MODES = ("local", "glue_partitions", "glue_crawler")
+CATALOG_MODES = ("local", "glue_partitions", "glue_projection", "glue_crawler")
 
 
 @dataclass(frozen=True)
@@ -66,10 +67,11 @@ class Settings:
     lambda_parallelism: int = 4
 
     def __post_init__(self) -> None:
-        iso = self.iso_code.lower()
+        slug = self.countries.slug
         derived = {
-            "prefix": f"covid_daily_reports/{iso}",  # one per country: never overwrite another's
-            "glue_table": f"covid_daily_reports_{iso}",
+            # One prefix per country set: a set never overwrites, or mixes with, another's.
+            "prefix": f"covid_daily_reports/{slug}",
+            "glue_table": f"covid_daily_reports_{slug}",
             "catalog_path": os.path.join(self.warehouse_dir, "catalog.duckdb"),
             "catalog_mode": (
                 "local"
@@ -82,6 +84,11 @@ class Settings:
         for name, value in derived.items():
             if not getattr(self, name):
                 object.__setattr__(self, name, value)
+
+    @property
+    def countries(self) -> Countries:
+        """The set ISO_CODE names (load_settings has checked it)."""
+        return Countries.parse(self.iso_code)
 
     @property
     def storage_root(self) -> str:
@@ -114,8 +121,11 @@ def load_settings(
     api_url = (get("API_URL") or DEFAULT_API_URL).rstrip("/")
     problems += api_url_problems(api_url)
 
-    iso_code = (get("ISO_CODE") or DEFAULT_ISO_CODE).upper()
-    problems += iso_code_problems(iso_code)
+    iso_code = get("ISO_CODE") or DEFAULT_ISO_CODE
+    try:
+        iso_code = Countries.parse(iso_code).label  # canonical: upper case, sorted, unique
+    except ValueError as error:
+        problems.append(str(error))
 
     bucket_name = get("BUCKET_NAME")
     if bucket_name is not None:
@@ -225,16 +235,6 @@ def api_url_problems(url: str) -> list[str]:
     if parts.query or parts.fragment:
         return [f"API_URL {url!r} must be a base URL, without ?query or #fragment"]
     return []
-
-
-def iso_code_problems(iso_code: str) -> list[str]:
-    """Why `iso_code` is not a country code.
-
-    Exactly three letters A-Z, so nothing else can ride along into the query or the prefix.
-    """
-    if _ISO_CODE.match(iso_code):
-        return []
-    return [f"ISO_CODE {iso_code!r} must be three letters (ISO 3166-1 alpha-3, e.g. USA)"]
 
 
 def storage_problems(bucket_name: str | None, prefix: str) -> list[str]:

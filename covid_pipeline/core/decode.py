@@ -84,12 +84,33 @@ def decode_day(day: dt.date, pages: Sequence[bytes]) -> pa.Table:
         return transform.to_table(day, [record for page in pages for record in json.loads(page)])
 
 
+Answer = tuple[str | None, Sequence[bytes]]  # a country (None: every one), and its pages
+
+
 def decode_and_check(
-    day: dt.date, pages: Sequence[bytes], iso_code: str
+    day: dt.date, answers: Sequence[Answer], countries: str
 ) -> tuple[pa.Table, dict[str, str]]:
-    """The day's table, and the single-day checks it fails ({check: why}): a day's CPU work."""
-    table = decode_day(day, pages)
-    failing = checks.failures_of_day(day.isoformat(), table, iso_code) if table.num_rows else {}
+    """A day's table from each country's answer, and the single-day checks it fails.
+
+    This is a day's CPU work. Each country's answer is decoded on its own, so a schema error
+    names the country (when the day has several), then the record and the field.
+
+    Args:
+        day: the day.
+        answers: (country asked for, its pages) for each request the day took.
+        countries: the set's label (USA, CAN,USA, ALL), for the checks.
+    """
+    tables = []
+    for iso, pages in answers:
+        try:
+            tables.append(decode_day(day, pages))
+        except transform.SchemaError as error:
+            if len(answers) == 1:
+                raise
+            cause = str(error).removeprefix(f"{day}: ")
+            raise transform.SchemaError(f"{day}: {iso}: {cause}") from None
+    table = tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    failing = checks.failures_of_day(day.isoformat(), table, countries) if table.num_rows else {}
     return table, failing
 
 

@@ -1,9 +1,16 @@
-"""Register the data lake in the Glue Data Catalog directly: table, then partitions.
+"""Declare the data lake in the Glue Data Catalog directly: the table, then its partitions.
 
-The design's way is the Glue crawler (`core.crawler`). This is the fast way: the schema is
-already known (`core.transform.SCHEMA`), so the table can be declared exactly and each new
-`date=` folder registered with `batch_create_partition`, in seconds and at no crawler cost.
-Idempotent: an existing database, table or partition is left as it is.
+The design's way is the Glue crawler (`core.crawler`). These are the fast ways: the schema is
+already known (`core.transform.SCHEMA`), so the table can be declared exactly, and then either
+
+- each new `date=` folder is registered with `batch_create_partition` (`register_partitions`:
+  seconds, no crawler cost, one call per 100 new days), or
+- the table gets Athena's partition projection over the data's whole range (`project_table`):
+  the days are computed from the `date=` layout, so no crawler and no per-day call at all;
+  Athena then ignores registered partitions, and a day without a file simply has no rows.
+
+Idempotent: an existing database, table or partition is left as it is; a table of another
+shape or location is refused, never altered.
 """
 
 import logging
@@ -18,6 +25,7 @@ from covid_pipeline.core.transform import SCHEMA
 log = logging.getLogger(__name__)
 
 PARTITION_KEY = "date"
+_TABLE_PARAMETERS = {"classification": "parquet", "EXTERNAL": "TRUE"}
 _BATCH = 100  # batch_create_partition takes at most 100 partitions per call
 _PARQUET_FORMAT = {
     "InputFormat": "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat",
@@ -31,6 +39,68 @@ _PARQUET_FORMAT = {
 
 class GlueCatalogError(RuntimeError):
     """The Glue catalog refused a change, or holds a table that does not match the data."""
+
+
+@dataclass(frozen=True)
+class Projection:
+    """What declaring a projected table did."""
+
+    table_created: bool
+    parameters_updated: bool  # an existing table of the right shape got projection set
+
+
+def projection_parameters(location: str, first_day: str, last_day: str) -> dict[str, str]:
+    """The table parameters of Athena's partition projection over `date=` folders, day by day."""
+    return {
+        **_TABLE_PARAMETERS,
+        "projection.enabled": "true",
+        "projection.date.type": "date",
+        "projection.date.format": "yyyy-MM-dd",
+        "projection.date.range": f"{first_day},{last_day}",
+        "projection.date.interval": "1",
+        "projection.date.interval.unit": "DAYS",
+        "storage.location.template": f"{location}{PARTITION_KEY}=${{{PARTITION_KEY}}}/",
+    }
+
+
+def project_table(
+    glue: Any, database: str, table: str, location: str, first_day: str, last_day: str
+) -> Projection:
+    """Create, or verify, the table with partition projection from `first_day` to `last_day`.
+
+    Args:
+        glue: a boto3 Glue client.
+        database: Glue database name (created if missing).
+        table: Glue table name.
+        location: s3:// URI of the folder above the `date=` folders, ending in "/".
+        first_day: the first day of the range (YYYY-MM-DD).
+        last_day: the last day of the range.
+
+    Raises:
+        GlueCatalogError: the table exists with other columns or another location.
+    """
+    parameters = projection_parameters(location, first_day, last_day)
+    _ensure_database(glue, database)
+    if _ensure_table(glue, database, table, location, parameters):
+        return Projection(table_created=True, parameters_updated=False)
+    existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
+    found = existing.get("Parameters", {})
+    if all(found.get(key) == value for key, value in parameters.items()):
+        return Projection(table_created=False, parameters_updated=False)
+    # The same columns and location (checked above): only the projection is missing or old.
+    glue.update_table(
+        DatabaseName=database,
+        TableInput={
+            **{key: existing[key] for key in _TABLE_INPUT_KEYS if key in existing},
+            "Parameters": {**found, **parameters},
+        },
+    )
+    log.info("set partition projection on Glue table %s.%s", database, table)
+    return Projection(table_created=False, parameters_updated=True)
+
+
+# What get_table returns that update_table takes back as the table's definition.
+_TABLE_INPUT_KEYS = ("Name", "Description", "TableType", "PartitionKeys", "StorageDescriptor")
 
 
 @dataclass(frozen=True)
@@ -90,7 +160,7 @@ def register_partitions(
         GlueCatalogError: the table exists with other columns, or Glue refused partitions.
     """
     _ensure_database(glue, database)
-    table_created = _ensure_table(glue, database, table, location)
+    table_created = _ensure_table(glue, database, table, location, _TABLE_PARAMETERS)
     registered = set(_registered_days(glue, database, table))
     new_days = sorted(set(days) - registered)
     for start in range(0, len(new_days), _BATCH):
@@ -137,7 +207,10 @@ def _ensure_database(glue: Any, database: str) -> None:
         pass
 
 
-def _ensure_table(glue: Any, database: str, table: str, location: str) -> bool:
+def _ensure_table(
+    glue: Any, database: str, table: str, location: str, parameters: dict[str, str]
+) -> bool:
+    """Create the table (True), or check that the existing one has our columns and location."""
     columns = glue_columns()
     try:
         existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
@@ -148,7 +221,7 @@ def _ensure_table(glue: Any, database: str, table: str, location: str) -> bool:
                 "Name": table,
                 "Description": "Daily COVID-19 reports from covid-api.com, one file per day",
                 "TableType": "EXTERNAL_TABLE",
-                "Parameters": {"classification": "parquet", "EXTERNAL": "TRUE"},
+                "Parameters": parameters,
                 "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "string"}],
                 "StorageDescriptor": {
                     "Columns": columns,

@@ -27,7 +27,7 @@ from typing import Any
 import pyarrow as pa
 
 from covid_pipeline.core import transform, workers
-from covid_pipeline.core.api import ApiError, CovidApiClient, FetchStopped
+from covid_pipeline.core.api import ApiError, CovidApiClient, DayPayload, FetchStopped
 from covid_pipeline.core.storage import (
     StorageAccessError,
     Store,
@@ -191,14 +191,17 @@ class DayStream:
         )
 
     def __iter__(self) -> Iterator[FetchedDay]:
-        pending = deque(self.days)
+        queries = self.client.countries.queries  # a request per country, or one for ALL
+        pending = deque((day, iso) for day in self.days for iso in queries)
         progress = Progress("fetched", self.total, self.on_progress)
         decoder = workers.DecodePool(self.cpu_workers)
         fetchers = ThreadPoolExecutor(self.concurrency, thread_name_prefix="fetch")
         # Two stages, each bounded: requests in flight, and days being decoded. A request's
         # slot frees as soon as its bytes are in, so decoding never holds back the fetching.
-        fetching: dict[Future[_Decoding], str] = {}
-        decoding: dict[Future[_Decoded], tuple[str, float]] = {}  # -> (day, when it started)
+        fetching: dict[Future[DayPayload], tuple[str, str | None]] = {}
+        arrived: dict[str, dict[str | None, DayPayload]] = {}  # a day's countries so far
+        decoding: dict[Future[_Decoded], str] = {}
+        began: dict[str, float] = {}
         try:
             while True:
                 while (
@@ -208,48 +211,64 @@ class DayStream:
                     and not self._stop.is_set()
                     and self.may_start()
                 ):
-                    day = pending.popleft()
-                    fetching[fetchers.submit(self._fetch, day, decoder)] = day
+                    day, iso = pending.popleft()
+                    if day in self.failures:
+                        continue  # a day is all or nothing: its other countries are moot
+                    began.setdefault(day, time.monotonic())
+                    fetching[fetchers.submit(self._fetch, day, iso)] = (day, iso)
                 if not fetching and not decoding:
                     break
                 done, _ = wait([*fetching, *decoding], return_when=FIRST_COMPLETED)
                 for future in done:
                     if future in fetching:
-                        day = fetching.pop(future)
-                        started = self._settle(day, future, progress)
-                        if started is not None:
-                            decoding[started[1]] = (day, started[0])
+                        day, iso = fetching.pop(future)
+                        payload = self._settle(day, iso, future, progress)
+                        if payload is None or day in self.failures:
+                            continue
+                        parts = arrived.setdefault(day, {})
+                        parts[iso] = payload
+                        if len(parts) == len(queries):  # every country is in: decode the day
+                            del arrived[day]
+                            answers = [(query, parts[query].pages) for query in queries]
+                            decoding[decoder.submit(payload.day, answers, self.countries)] = day
                         continue
-                    day, began = decoding.pop(future)
-                    fetched = self._settle(day, future, progress)
-                    if fetched is not None:
-                        table, failing = fetched
+                    day = decoding.pop(future)
+                    decoded = self._settle(day, None, future, progress)
+                    if decoded is not None:
                         progress.tick()
-                        yield self._arrived(day, table, failing, time.monotonic() - began)
+                        yield self._arrived(day, *decoded, time.monotonic() - began[day])
         finally:
             self._stop.set()  # also when the consumer left early: nothing more is asked for
             fetchers.shutdown(wait=False, cancel_futures=True)
             decoder.close()
-            abandoned = [*pending, *fetching.values(), *(day for day, _ in decoding.values())]
-            self.unfinished = sorted({*self.unfinished, *abandoned})
+            abandoned = {day for day, _ in pending} | {day for day, _ in fetching.values()}
+            abandoned |= {*arrived, *decoding.values()}
+            self.unfinished = sorted({*self.unfinished, *abandoned} - set(self.failures))
 
-    def _fetch(self, day: str, decoder: workers.DecodePool) -> "_Decoding":
-        began = time.monotonic()
-        payload = self.client.fetch_day(dt.date.fromisoformat(day), self._stop)
+    @property
+    def countries(self) -> str:
+        """The country set's label (USA, CAN,USA, ALL): what the files record."""
+        return self.client.countries.label
+
+    def _fetch(self, day: str, iso: str | None) -> DayPayload:
+        payload = self.client.fetch(dt.date.fromisoformat(day), iso, self._stop)
         if self._stop.is_set():
             raise FetchStopped(day)
-        return began, decoder.submit(payload.day, payload.pages, self.client.iso_code)
+        return payload
 
-    def _settle(self, day: str, future: Future[Any], progress: Progress) -> Any:
+    def _settle(self, day: str, iso: str | None, future: Future[Any], progress: Progress) -> Any:
         """The future's result, or None when the day failed (recorded) or was stopped."""
         try:
             return future.result()
         except (FetchStopped, CancelledError):
             self.unfinished.append(day)
         except (ApiError, transform.SchemaError) as error:
-            self.failures[day] = str(error).removeprefix(f"{day}: ")
-            self.transient &= isinstance(error, ApiError) and error.transient
-            progress.tick(failed=True)
+            if day not in self.failures:  # the first cause of a day is the one reported
+                cause = str(error).removeprefix(f"{day}: ")
+                many = len(self.client.countries.queries) > 1
+                self.failures[day] = f"{iso}: {cause}" if many and iso else cause
+                self.transient &= isinstance(error, ApiError) and error.transient
+                progress.tick(failed=True)
         return None
 
     def _arrived(
@@ -262,7 +281,6 @@ class DayStream:
 
 
 _Decoded = tuple[pa.Table, dict[str, str]]  # a day's table and the checks it fails
-_Decoding = tuple[float, "Future[_Decoded]"]  # when the day started, and its decoding
 
 
 WriteDay = Callable[[FetchedDay], WrittenFile]
@@ -424,7 +442,9 @@ def backfill_range(
 
     def write(fetched: FetchedDay) -> WrittenFile:
         began = time.monotonic()
-        file = write_day_via_file(store, prefix, fetched.day, fetched.table, staging_dir)
+        file = write_day_via_file(
+            store, prefix, fetched.day, fetched.table, stream.countries, staging_dir
+        )
         write_seconds[fetched.day] = time.monotonic() - began
         return file
 

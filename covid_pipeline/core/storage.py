@@ -83,11 +83,27 @@ def partition_key(prefix: str, day: str) -> str:
     return f"{prefix}/date={day}/{FILE_NAME}" if prefix else f"date={day}/{FILE_NAME}"
 
 
-def encode_parquet(table: pa.Table) -> bytes:
-    """The table as one Snappy-compressed Parquet file."""
+# Parquet key-value metadata: the country set a file was written for (its label, e.g. CAN,USA).
+COUNTRIES_KEY = b"covid_pipeline.countries"
+
+
+def encode_parquet(table: pa.Table, countries: str) -> bytes:
+    """The table as one Snappy-compressed Parquet file, stamped with its country set."""
     buffer = io.BytesIO()
-    pq.write_table(table, buffer, compression="snappy")
+    pq.write_table(_stamped(table, countries), buffer, compression="snappy")
     return buffer.getvalue()
+
+
+def _stamped(table: pa.Table, countries: str) -> pa.Table:
+    return table.replace_schema_metadata({COUNTRIES_KEY: countries.encode()})
+
+
+def countries_of(table: pa.Table) -> str:
+    """The country set a day's file was written for; for older files, the countries in it."""
+    stamp = (table.schema.metadata or {}).get(COUNTRIES_KEY)
+    if stamp is not None:
+        return stamp.decode()
+    return ",".join(sorted(set(table["iso"].to_pylist())))
 
 
 def decode_parquet(data: bytes) -> pa.Table:
@@ -133,16 +149,16 @@ class Store(Protocol):
         ...
 
 
-def write_day(store: Store, prefix: str, day: str, table: pa.Table) -> WrittenFile:
-    """Write one day's table as its partition's file."""
+def write_day(store: Store, prefix: str, day: str, table: pa.Table, countries: str) -> WrittenFile:
+    """Write one day's table as its partition's file, stamped with its country set."""
     key = partition_key(prefix, day)
-    data = encode_parquet(table)
+    data = encode_parquet(table, countries)
     store.put(key, data)
     return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=len(data))
 
 
 def write_day_via_file(
-    store: Store, prefix: str, day: str, table: pa.Table, staging_dir: Path
+    store: Store, prefix: str, day: str, table: pa.Table, countries: str, staging_dir: Path
 ) -> WrittenFile:
     """Write one day's table to a local file first, upload it, then delete the file.
 
@@ -154,12 +170,51 @@ def write_day_via_file(
     try:
         # A full /tmp would fail every day alike: stop the range, as a full warehouse does.
         with _fatal_local_errors(f"the staging directory {staging_dir}", path, _STAGING_ADVICE):
-            pq.write_table(table, path, compression="snappy")
+            pq.write_table(_stamped(table, countries), path, compression="snappy")
         size = path.stat().st_size
         store.put_file(key, path)
     finally:
         path.unlink(missing_ok=True)
     return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=size)
+
+
+def check_ready(store: Store, prefix: str, countries: str) -> None:
+    """Before anything is fetched: the store can be written, and the prefix is this set's.
+
+    Raises:
+        StorageAccessError: the store clearly cannot be written (see Store.preflight), or
+            (CountrySetMismatch) the prefix holds another country set's files.
+    """
+    store.preflight(prefix)
+    check_country_set(store, prefix, countries)
+
+
+class CountrySetMismatch(StorageAccessError):
+    """The prefix holds files of another country set; writing there would mix two sets."""
+
+
+def check_country_set(store: Store, prefix: str, countries: str) -> None:
+    """Refuse a prefix that already holds files written for another country set.
+
+    One prefix holds one set, so that no day's file and no query mixes two (a day written for
+    USA beside a day written for USA,CAN would look like Canada had no data). One existing
+    file is read: every writer stamps each file with its set.
+
+    Raises:
+        CountrySetMismatch: naming both sets and what to do.
+    """
+    day = next(iter(store.days(prefix)), None)
+    table = read_day(store, prefix, day) if day is not None else None
+    found = countries_of(table) if table is not None else None
+    if found is None or found == countries:
+        return
+    where = store.uri(prefix)
+    raise CountrySetMismatch(
+        f"{where} holds files written for {found} (e.g. {day}), and this run is for "
+        f"{countries}: one prefix holds one country set, so that no day mixes two. Set "
+        f"PREFIX to a folder of this set's own (the default follows ISO_CODE), or set ISO_CODE "
+        f"back to {found}."
+    )
 
 
 def read_day(store: Store, prefix: str, day: str) -> pa.Table | None:

@@ -67,10 +67,10 @@ class DecodePool:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
 
     def submit(
-        self, day: dt.date, pages: Sequence[bytes], iso_code: str
+        self, day: dt.date, answers: Sequence[decode.Answer], countries: str
     ) -> "Future[tuple[pa.Table, dict[str, str]]]":
         """The day's table and the single-day checks it fails (see core.decode), to come."""
-        return self._pool.submit(decode.decode_and_check, day, pages, iso_code)
+        return self._pool.submit(decode.decode_and_check, day, answers, countries)
 
     def close(self) -> None:
         """Stop the workers; work not yet started is dropped."""
