@@ -66,6 +66,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--profile", action="append", choices=PROFILES, help="default: both")
     parser.add_argument("--skip", action="append", default=[], help="a variant not to run")
     parser.add_argument("--no-peers", action="store_true", help="the project's variants only")
+    parser.add_argument(
+        "--no-countries", action="store_true", help="no world and country-list variants"
+    )
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args(argv)
@@ -210,14 +213,19 @@ def _pss_kib(pid: int) -> int:
 
 
 def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> dict[str, int]:
-    """Days with data, rows, sum of confirmed and county rows, from the replay's own data."""
+    """Days with data, rows, sum of confirmed and county rows, from the replay's own data.
+
+    `iso` is ISO_CODE's value: one code, a list, or ALL (the replay's unfiltered query).
+    """
+    from covid_pipeline.core.countries import Countries
     from covid_pipeline.replay import jhu, volume
 
     reports = volume.reports if profile == "volume" else jhu.reports
+    queries = [query or "" for query in Countries.parse(iso).queries]
     totals = {"days": 0, "rows": 0, "confirmed": 0, "county_rows": 0}
     day = first
     while day <= last:
-        records = reports(iso, day)
+        records = [record for query in queries for record in reports(query, day)]
         totals["days"] += bool(records)
         totals["rows"] += len(records)
         totals["confirmed"] += sum(r["confirmed"] or 0 for r in records)
@@ -328,19 +336,33 @@ def run_profile(
             same = env | {"CPU_WORKERS": str(workers_for(None, days))}
             _say(f"running cli over {MONTH[0]}..{MONTH[1]}, for its memory on a month ...")
             results["cli_month"] = measure("cli", args, *MONTH, same, Path(work), api_url, s3, None)
+        if profile == "volume" and "core" in variants and not args.no_countries:
+            # Many countries in one lake: the world in one request a day, against USA alone
+            # over the same month; and three countries, one request per (day, country).
+            month = MONTH if MONTH[0] >= first and MONTH[1] <= last else (first, last)
+            for label, iso, (start, end) in (
+                ("core_usa_month", "USA", month),
+                ("core_world_month", "ALL", month),
+                ("core_3_countries", "CAN,MEX,USA", (first, last)),
+            ):
+                expected_set = expected_totals(profile, iso, start, end)
+                results[label] = measure(
+                    "core", args, start, end, env | {"ISO_CODE": iso}, Path(work), api_url, s3,
+                    expected_set, label=label,
+                )  # fmt: skip
     return _summarise(profile, floor, results)
 
 
 def measure(
     name: str, args: argparse.Namespace, first: dt.date, last: dt.date, env: dict[str, str],
-    work: Path, api_url: str, s3: Any, expected: dict[str, int] | None,
+    work: Path, api_url: str, s3: Any, expected: dict[str, int] | None, label: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """Run one variant on a fresh replay counter; check what it wrote against `expected`."""
-    prefix = f"{name}-{first}-{last}"
+    prefix = f"{label or name}-{first}-{last}"
     home = work / f"home-{prefix}"
     home.mkdir()
     requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
-    _say(f"running {name} ...")
+    _say(f"running {label or name} ({env['ISO_CODE']}, {first}..{last}) ...")
     result: dict[str, Any] = run_variant(
         command_for(name, args, first, last),
         env | {"PREFIX": prefix, "PEER_PREFIX": prefix, "DAGSTER_HOME": str(home),
@@ -413,6 +435,23 @@ def _targets(
         targets["cli memory, history / month <= 1.15"] = (
             f"{full:.0f} / {month:.0f} MB = {full / month:.2f}",
             full / month <= 1.15,
+        )
+    if "core_world_month" in results and "core_usa_month" in results:
+        world, usa = results["core_world_month"], results["core_usa_month"]
+        days = world["written"]["days"]
+        one = world["max_requests_per_day"] == 1 and world["api_requests"] == days
+        targets["world month (ALL): one request per day"] = (f"{world['api_requests']}", one)
+        ratio = world["wall_s"] / usa["wall_s"]
+        targets["world month <= 2 x USA's month"] = (
+            f"{world['wall_s']:.1f} / {usa['wall_s']:.1f} s = {ratio:.2f}",
+            ratio <= 2 and bool(world.get("correct")),
+        )
+    if "core_3_countries" in results:
+        three = results["core_3_countries"]
+        days = three["written"]["days"]
+        targets["three countries: one request per (day, country)"] = (
+            f"{three['api_requests']} requests, {days} days",
+            three["api_requests"] == 3 * days and three["max_requests_per_day"] == 1,
         )
     if "naive" in wall:
         for name, needed in (("cli", 5.0), ("core", 12.0)):

@@ -22,15 +22,23 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(out.read_text())
     assert set(report["profiles"]) == {"volume", "fixture"}
-    for profile, expected in (("volume", ("core", "cli")), ("fixture", ("naive", "core", "cli"))):
+    countries = ("core_usa_month", "core_world_month", "core_3_countries")
+    for profile, expected in (
+        ("volume", ("core", "cli", *countries)),
+        ("fixture", ("naive", "core", "cli")),
+    ):
         results = report["profiles"][profile]["results"]
         assert set(results) == set(expected), profile
         for name in expected:
             variant = results[name]
             # What it wrote was read back and matched the replay's own days, rows and counts.
             assert variant["correct"] and variant["written"]["days"] == 3, (profile, name)
-            assert (variant["api_requests"], variant["max_requests_per_day"]) == (3, 1)
+            per_day = 3 if name == "core_3_countries" else 1  # one request per (day, country)
+            assert (variant["api_requests"], variant["max_requests_per_day"]) == (3 * per_day, 1)
             assert variant["peak_mem_mb"] > 0 and variant["cpu_s"] > 0
+    targets = report["profiles"]["volume"]["targets"]
+    assert targets["three countries: one request per (day, country)"]["met"]
+    assert targets["world month (ALL): one request per day"]["met"]
     county_rows = report["profiles"]["volume"]["results"]["core"]["written"]["county_rows"]
     assert county_rows > 3 * 3000  # the load profile's heavy days
     assert "wall / cli" in result.stdout

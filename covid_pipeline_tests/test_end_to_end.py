@@ -1,19 +1,27 @@
 """The two ways people launch backfills, each end to end against real local servers.
 
 - `dagster asset materialize --partition-range` over the whole history, to an S3 server.
-- A backfill launched through the GraphQL mutation the UI sends, run by `dagster dev`'s daemon.
+- A backfill launched through the GraphQL mutation the UI sends, run by `dagster dev`'s daemon,
+  with two countries in one lake (ISO_CODE=USA,CAN).
+- A month for USA,CAN through the CLI, cataloged and queried together; then a switch of the
+  country set under the same prefix, refused before anything is fetched.
 """
 
 import datetime as dt
 import io
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import boto3
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
 
+from covid_pipeline.core import local_catalog
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.replay import jhu
@@ -53,7 +61,8 @@ def test_cli_backfills_the_whole_history_to_s3_idempotently(
     for day in days:
         body = s3.get_object(Bucket=s3_bucket, Key=f"covid/usa/date={day}/data.parquet")["Body"]
         table = pq.read_table(io.BytesIO(body.read()))
-        assert table.schema.equals(SCHEMA, check_metadata=True), day
+        assert table.schema.remove_metadata().equals(SCHEMA, check_metadata=True), day
+        assert table.schema.metadata[b"covid_pipeline.countries"] == b"USA", day
         assert table.equals(replay_table(day)), day
 
     # Independent of the replay code: a late day equals the raw JHU time series cell.
@@ -94,6 +103,11 @@ query Status($id: String!) {
 }"""
 
 
+@pytest.fixture
+def dagster_dev_env() -> dict[str, str]:
+    return {"ISO_CODE": "USA,CAN"}  # two countries in one lake
+
+
 def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: ReplayServer) -> None:
     url, warehouse = dagster_dev.graphql, dagster_dev.warehouse
     days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
@@ -116,7 +130,56 @@ def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: Re
         time.sleep(2)
     assert status == "COMPLETED_SUCCESS"
 
-    for day in days:
-        path = warehouse / "covid_daily_reports" / "usa" / f"date={day}" / "data.parquet"
-        assert pq.read_table(path).equals(replay_table(day)), day
-    assert replay.stats()["requests"] == len(days)  # one run: each day fetched once
+    for day in days:  # one file a day, with both countries' rows: USA's as for USA alone
+        path = warehouse / "covid_daily_reports" / "can_usa" / f"date={day}" / "data.parquet"
+        table = pq.read_table(path)
+        assert set(table["iso"].to_pylist()) == {"CAN", "USA"}, day
+        assert table.filter(pc.equal(table["iso"], "USA")).equals(replay_table(day)), day
+    stats = replay.stats()  # one run: each (day, country) fetched once
+    assert stats["requests"] == 2 * len(days) and stats["max_requests_per_day"] == 1
+
+
+@pytest.mark.reliability(
+    "Bad input",
+    "`dagster asset materialize` with ISO_CODE=USA under a PREFIX that holds USA,CAN's days",
+    "refused before any fetch, naming both sets and what to do; the files stay as they were",
+)
+def test_cli_backfills_two_countries_into_one_lake_and_refuses_a_switch(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    warehouse = tmp_path / "warehouse"
+    env = {
+        "API_URL": replay.url, "ISO_CODE": "USA,CAN", "PREFIX": "lake",
+        "WAREHOUSE_DIR": str(warehouse), "DAGSTER_HOME": str(tmp_path),
+    }  # fmt: skip
+    args = [
+        "asset", "materialize", "-m", "covid_pipeline.definitions",
+        "--select", "covid_daily_reports,covid_catalog_table",
+        "--partition-range", "2021-01-01...2021-01-31",
+    ]  # fmt: skip
+    dagster_cli(args, env, cwd=tmp_path, timeout=300)
+    assert replay.stats()["requests"] == 2 * 31
+    _, rows = local_catalog.query(
+        warehouse / "catalog.duckdb",
+        "select iso, count(distinct date), sum(confirmed_diff) from covid_daily_reports_can_usa "
+        "group by iso order by iso",
+    )
+    january = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 31))
+    for iso, (got_iso, days, new_cases) in zip(("CAN", "USA"), rows, strict=True):
+        expected = sum(r["confirmed_diff"] for d in january for r in jhu.reports(iso, d))
+        assert (got_iso, days, new_cases) == (iso, 31, expected)
+
+    before = sorted(p.name for p in (warehouse / "lake").iterdir())
+    replay.reset()
+    result = subprocess.run(
+        [str(Path(sys.executable).with_name("dagster")), *args[:-1], "2021-02-01...2021-02-02"],
+        env={**os.environ, **env, "ISO_CODE": "USA"},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode != 0
+    assert "holds files written for CAN,USA" in result.stdout + result.stderr
+    assert replay.stats()["requests"] == 0
+    assert sorted(p.name for p in (warehouse / "lake").iterdir()) == before

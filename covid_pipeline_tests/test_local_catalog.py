@@ -74,3 +74,17 @@ def test_readme_has_query_examples() -> None:
 def test_readme_query_examples_answer(catalog: Path, sql: str) -> None:
     columns, rows = local_catalog.query(catalog, sql)
     assert columns and rows, sql
+
+
+def test_local_catalog_compares_countries_in_one_table(catalog: Path) -> None:
+    [sql] = [q for q in README_QUERIES if "top ten" in q or "limit 10" in q]
+    _, rows = local_catalog.query(catalog, sql)
+    week = [d for d in DAYS if dt.date(2020, 4, 6) <= d <= dt.date(2020, 4, 12)]
+    new_cases: dict[str, int] = {}
+    for day in week:
+        for record in jhu.reports("", day):
+            iso = record["region"]["iso"]
+            new_cases[iso] = new_cases.get(iso, 0) + record["confirmed_diff"]
+    top_ten = sorted(new_cases.items(), key=lambda item: -item[1])[:10]
+    assert [(iso, cases) for iso, _, cases in rows] == top_ten
+    assert rows[0][:2] == ("USA", "US")
