@@ -54,7 +54,7 @@ fmt: install
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 25 minutes)
+bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 30 minutes)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.
