@@ -113,14 +113,11 @@ def _run_in_lambda(
         if outcome.stopped is not None:
             raise outcome.stopped  # a stop, not a failure: Dagster ends the run as canceled
         raise dg.Failure(
-            description="\n".join(
-                [
-                    pipeline.failure_report(
-                        outcome.failed, len(days), f"failed in Lambda {lambda_fanout.function_name}"
-                    ),
-                    pipeline.written_before(len(outcome.written), len(days)),
-                    pipeline.RERUN_ADVICE,
-                ]
+            description=pipeline.run_failure_message(
+                outcome.failed,
+                len(days),
+                f"failed in Lambda {lambda_fanout.function_name}",
+                len(outcome.written),
             ),
             metadata={"failed_days": sorted(outcome.failed), "written_days": len(outcome.written)},
             allow_retries=False,

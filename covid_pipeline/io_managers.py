@@ -157,13 +157,8 @@ def _failure_report(
 ) -> str:
     if isinstance(arriving, DayStream):
         return arriving.failure_report(written, write_failures)
-    total = len(arriving)
-    return "\n".join(
-        [
-            pipeline.failure_report(write_failures, total, "could not be written"),
-            pipeline.written_before(written, total),
-            pipeline.RERUN_ADVICE,
-        ]
+    return pipeline.run_failure_message(
+        write_failures, len(arriving), "could not be written", written
     )
 
 

@@ -57,8 +57,15 @@ def short_list(days: list[str], shown: int = 10) -> str:
     return ", ".join(days[:shown]) + more
 
 
-def written_before(written: int, total: int) -> str:
-    """What a failed run still did, in words: partial work is reported, not hidden."""
+def run_failure_message(failures: Mapping[str, str], total: int, what: str, written: int) -> str:
+    """A failed run's message: the failed days and causes, what was written, what to do."""
+    return "\n".join(
+        [failure_report(failures, total, what), _written_before(written, total), _RERUN_ADVICE]
+    )
+
+
+def _written_before(written: int, total: int) -> str:
+    # What a failed run still did, in words: partial work is reported, not hidden.
     if not written:
         return "No day was written."
     return (
@@ -68,7 +75,7 @@ def written_before(written: int, total: int) -> str:
     )
 
 
-RERUN_ADVICE = (
+_RERUN_ADVICE = (
     "Re-run the same range once the cause is fixed: days are overwritten, never duplicated."
 )
 
@@ -135,9 +142,9 @@ class DayStream:
         client: the API client (one pooled HTTP session).
         days: the days to fetch.
         concurrency: days fetched at once.
-        cpu_workers: processes that decode (0: in the fetching threads; None: automatic, see
+        cpu_workers: processes that decode (0: one thread beside the fetches; None: automatic, see
             core.workers).
-        may_start: asked before each new day; False leaves the rest in `unfinished` (the
+        may_start: asked before each new request; False leaves the rest in `unfinished` (the
             Lambda's deadline).
         on_progress: receives a progress line every few seconds.
     """
@@ -182,13 +189,7 @@ class DayStream:
     def failure_report(self, written: int, write_failures: Mapping[str, str]) -> str:
         """The message for a run with failed days: counts, causes, the API, what to do."""
         failures = {**self.failures, **write_failures}
-        return "\n".join(
-            [
-                failure_report(failures, self.total, f"failed (API: {self.api_url})"),
-                written_before(written, self.total),
-                RERUN_ADVICE,
-            ]
-        )
+        return run_failure_message(failures, self.total, f"failed (API: {self.api_url})", written)
 
     def __iter__(self) -> Iterator[FetchedDay]:
         queries = self.client.countries.queries  # a request per country, or one for ALL

@@ -4,11 +4,11 @@ Once days are heavy (a US day: ~3,200 counties, ~640 KB of JSON) a backfill is b
 not by the API's latency, and threads share one core through the GIL. So on a machine with
 more than one CPU, a long range decodes in worker processes while the main process fetches,
 writes and records. A short range does not repay starting them, and AWS Lambda cannot run
-them (no /dev/shm for their semaphores): there, days are decoded in the fetching threads.
+them (no /dev/shm for their semaphores): there, days are decoded in one thread beside the
+fetches.
 """
 
 import datetime as dt
-import logging
 import multiprocessing
 import os
 import signal
@@ -18,8 +18,6 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 import pyarrow as pa
 
 from covid_pipeline.core import decode
-
-log = logging.getLogger(__name__)
 
 # Days a range needs before worker processes pay for their start (~0.4 s of CPU each, to
 # import pyarrow): decoding in threads costs ~2.5 ms of contended CPU per heavy day.
@@ -53,7 +51,6 @@ class DecodePool:
     """
 
     def __init__(self, workers: int) -> None:
-        self.workers = workers
         self._pool: Executor
         if workers:
             # spawn, not fork: the parent runs threads (Dagster's among them), and a forked
