@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 
 .PHONY: install ceph chromium demo dev replay test test-fast lint fmt reliability-doc infra-check lambda-package bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed .dagster_home/dagster.yaml
 
 # Reinstall when the pins change. constraints.txt pins the whole tree that the tests ran with.
 $(VENV)/.installed: setup.py constraints.txt
@@ -22,10 +22,10 @@ ceph:
 chromium:
 	bash scripts/install_chromium.sh
 
-demo: install .dagster_home/dagster.yaml  ## replay API -> a month of USA into ./warehouse, then a summary
+demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
 	$(PY) -m covid_pipeline.demo
 
-dev: install .dagster_home/dagster.yaml  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
 
 # The instance's configuration is kept in the repository (not named dagster.yaml: Dagster

@@ -8,7 +8,8 @@ measures, in the same run, against the same servers, days and concurrency:
                    pd.json_normalize, to_parquet into /tmp, upload (light fixture only: at
                    the real volume it takes minutes and says nothing new)
   core             the project's range backfill, by calling the Lambda handler
-  cli              `dagster asset materialize --partition-range`
+  cli              `dagster asset materialize --partition-range`, with the project's
+                   dagster-instance.yaml as its DAGSTER_HOME/dagster.yaml
   pyarrow_per_day, pyarrow_dataset, awswrangler, dlt
                    the peers (benchmarks/peers.py), in their own virtualenv (.venv-peers)
 
@@ -28,6 +29,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import socket
 import subprocess
 import sys
@@ -372,6 +374,8 @@ def measure(
     prefix = f"{label or name}-{first}-{last}"
     home = work / f"home-{prefix}"
     home.mkdir()
+    if name == "cli":  # the project's instance, as `make dev` and the README's CLI have it
+        shutil.copy(ROOT / "dagster-instance.yaml", home / "dagster.yaml")
     requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
     _say(f"running {label or name} ({env['ISO_CODE']}, {first}..{last}) ...")
     result: dict[str, Any] = run_variant(

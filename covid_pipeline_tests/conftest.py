@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+import unittest.mock
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -295,6 +296,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def project_dagster_home(path: Path) -> str:
+    """`path` as a DAGSTER_HOME holding the project's dagster.yaml, as `make install` makes it."""
+    path.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PROJECT_ROOT / "dagster-instance.yaml", path / "dagster.yaml")
+    return str(path)
+
+
+def open_instance(home: Path | str) -> dg.DagsterInstance:
+    """The Dagster instance in `home`, opened as Dagster's commands open it: DAGSTER_HOME set.
+
+    (The project's dagster.yaml names its storage's directory as `env: DAGSTER_HOME`.)
+    """
+    with unittest.mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}):
+        return dg.DagsterInstance.from_config(str(home))
+
+
 def dagster_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
     """Run the `dagster` command installed beside this Python; fail with its output."""
     dagster = Path(sys.executable).with_name("dagster")
@@ -326,7 +343,7 @@ class DagsterDev:
 
     def instance(self) -> dg.DagsterInstance:
         """The instance the UI and daemon use (its runs and events), opened from the test."""
-        return dg.DagsterInstance.from_config(str(self.home))
+        return open_instance(self.home)
 
 
 @pytest.fixture
@@ -346,8 +363,7 @@ def dagster_dev(
     """
     port = free_port()
     dev = DagsterDev(f"http://127.0.0.1:{port}", tmp_path / "warehouse", tmp_path / "dagster_home")
-    dev.home.mkdir()
-    shutil.copy(PROJECT_ROOT / "dagster-instance.yaml", dev.home / "dagster.yaml")
+    project_dagster_home(dev.home)
     env = {
         **os.environ,
         "DAGSTER_HOME": str(dev.home),

@@ -20,7 +20,11 @@ import pytest
 from covid_pipeline.core import storage
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import assert_days_match_replay, dagster_cli
+from covid_pipeline_tests.conftest import (
+    assert_days_match_replay,
+    dagster_cli,
+    project_dagster_home,
+)
 
 FIRST, LAST = dt.date(2020, 12, 1), dt.date(2021, 2, 28)
 DAYS = [str(day) for day in day_range(FIRST, LAST)]
@@ -110,7 +114,7 @@ def test_crash_cli_killed_while_writing_then_rerun(replay: ReplayServer, tmp_pat
         "WAREHOUSE_DIR": str(warehouse),
         "PREFIX": PREFIX,
         "WRITE_CONCURRENCY": "1",  # one file at a time: slow enough to be killed mid-way
-        "DAGSTER_HOME": str(tmp_path),
+        "DAGSTER_HOME": project_dagster_home(tmp_path / "home"),
     }
     args = [
         str(Path(sys.executable).with_name("dagster")), "asset", "materialize",

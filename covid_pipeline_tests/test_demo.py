@@ -8,6 +8,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from covid_pipeline_tests.conftest import open_instance
+
 pytestmark = pytest.mark.slow
 
 
@@ -40,7 +42,7 @@ def test_demo_backfills_into_the_local_warehouse(tmp_path: Path) -> None:
 
     # One CLI run selected both assets: the days landed, then the catalog ran exactly once.
     home = tmp_path / ".dagster_home"  # kept, so that `make dev` shows the demo's run
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with open_instance(home) as instance:
         daily = instance.fetch_materializations(dg.AssetKey("covid_daily_reports"), limit=10)
         catalog = instance.fetch_materializations(dg.AssetKey("covid_catalog_table"), limit=10)
         assert len(daily.records) == 3 and len(catalog.records) == 1

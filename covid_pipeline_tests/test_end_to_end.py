@@ -26,7 +26,13 @@ from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.replay import jhu
 from covid_pipeline.replay.server import Fault, ReplayServer
-from covid_pipeline_tests.conftest import DagsterDev, dagster_cli, replay_table, s3_keys
+from covid_pipeline_tests.conftest import (
+    DagsterDev,
+    dagster_cli,
+    project_dagster_home,
+    replay_table,
+    s3_keys,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -42,7 +48,7 @@ def test_cli_backfills_the_whole_history_to_s3_idempotently(
         "BUCKET_NAME": s3_bucket,
         "PREFIX": "covid/usa",
         "AWS_ENDPOINT_URL": s3_endpoint,
-        "DAGSTER_HOME": str(tmp_path),
+        "DAGSTER_HOME": project_dagster_home(tmp_path / "home"),
         "FETCH_CONCURRENCY": "8",
     }
     args = [
@@ -150,7 +156,7 @@ def test_cli_backfills_two_countries_into_one_lake_and_refuses_a_switch(
     warehouse = tmp_path / "warehouse"
     env = {
         "API_URL": replay.url, "ISO_CODE": "USA,CAN", "PREFIX": "lake",
-        "WAREHOUSE_DIR": str(warehouse), "DAGSTER_HOME": str(tmp_path),
+        "WAREHOUSE_DIR": str(warehouse), "DAGSTER_HOME": project_dagster_home(tmp_path / "home"),
     }  # fmt: skip
     args = [
         "asset", "materialize", "-m", "covid_pipeline.definitions",

@@ -22,7 +22,12 @@ import pytest
 from covid_pipeline.core import storage
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import assert_days_match_replay, dagster_cli
+from covid_pipeline_tests.conftest import (
+    assert_days_match_replay,
+    dagster_cli,
+    open_instance,
+    project_dagster_home,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -52,13 +57,12 @@ def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
     signum: signal.Signals, replay: ReplayServer, tmp_path: Path
 ) -> None:
     replay.latency_s = 0.15
-    warehouse, home = tmp_path / "warehouse", tmp_path / "home"
-    home.mkdir()
+    warehouse, home = tmp_path / "warehouse", project_dagster_home(tmp_path / "home")
     env = {
         **os.environ,
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(warehouse),
-        "DAGSTER_HOME": str(home),
+        "DAGSTER_HOME": home,
         "FETCH_CONCURRENCY": str(CONCURRENCY),
     }
     process = subprocess.Popen(
@@ -93,7 +97,7 @@ def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
     assert stats["max_requests_per_day"] == 1
     assert stats["requests"] < len(DAYS) / 2  # stopped early, not run to its end
 
-    with dg.DagsterInstance.from_config(str(home)) as instance:
+    with open_instance(home) as instance:
         [run] = instance.get_runs()
         assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
         events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
