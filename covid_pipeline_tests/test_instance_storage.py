@@ -2,7 +2,8 @@
 
 It is Dagster's SQLite storage with the event log's engines kept open: the claims are that the
 instance of dagster-instance.yaml uses it, that what it writes is what Dagster's default
-storage writes (each reads the other's), that it keeps few files open however many runs a
+storage writes (each reads the other's), that Dagster's run watcher (the UI's live view of a
+run) sees each event as it is stored, that it keeps few files open however many runs a
 long-lived process sees, and that concurrent writers lose nothing.
 """
 
