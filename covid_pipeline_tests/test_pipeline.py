@@ -142,6 +142,8 @@ def test_pipeline_progress_counts_failed_days_apart() -> None:
 def test_pipeline_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
     assert workers.workers_for(None, 1143) == workers.MAX_AUTO_WORKERS
+    monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
+    assert workers.workers_for(None, 1143) == 1  # the other core is the main process's
     assert workers.workers_for(None, 31) == 0  # a month does not repay starting them
     assert workers.workers_for(0, 1143) == 0 and workers.workers_for(2, 5) == 2  # as told
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)

@@ -26,13 +26,18 @@ MAX_AUTO_WORKERS = 4  # decoding keeps up with the API at two or three; more onl
 
 
 def workers_for(setting: int | None, days: int) -> int:
-    """Worker processes for a range of `days`: `setting` if given (0: none), else automatic."""
+    """Worker processes for a range of `days`: `setting` if given (0: none), else automatic.
+
+    Automatic: one per CPU but one, up to MAX_AUTO_WORKERS. The main process keeps a core busy
+    by itself (fetching, writing, recording); on 2 CPUs a second worker only competed with it
+    for the cores (the history through the CLI: 18.8 s with two workers, 17.8 s with one).
+    """
     if setting is not None:
         return setting
-    cpus = min(os.cpu_count() or 1, MAX_AUTO_WORKERS)
+    cpus = os.cpu_count() or 1
     if cpus < 2 or days < MIN_DAYS_FOR_PROCESSES or not _processes_can_run():
         return 0
-    return cpus
+    return min(cpus - 1, MAX_AUTO_WORKERS)
 
 
 def _processes_can_run() -> bool:
