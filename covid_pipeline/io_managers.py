@@ -71,7 +71,12 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         """
         days = list(context.asset_partition_keys)
         arriving = obj if isinstance(obj, DayStream) else _as_arrivals(context, obj, days)
-        countries = obj.countries if isinstance(obj, DayStream) else _countries_in(arriving)
+        # Tables handed over without a stream: the set is the countries their rows are of.
+        countries = (
+            obj.countries
+            if isinstance(obj, DayStream)
+            else storage.countries_in(day.table for day in arriving)
+        )
         store = self.store()
         recorder = _Recorder(context, days)
         try:
@@ -144,12 +149,6 @@ def _as_arrivals(
             f"{missing[:10]}"
         )
     return [FetchedDay(day, tables[day]) for day in days]
-
-
-def _countries_in(arriving: list[FetchedDay]) -> str:
-    # Tables handed over without a stream: the set is the countries their rows are of.
-    isos = {iso for day in arriving for iso in day.table["iso"].to_pylist()}
-    return ",".join(sorted(isos))
 
 
 def _failure_report(

@@ -312,6 +312,17 @@ def open_instance(home: Path | str) -> dg.DagsterInstance:
         return dg.DagsterInstance.from_config(str(home))
 
 
+def run_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
+    """A run's Dagster event types in order, and the days it recorded as materialized, sorted."""
+    events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
+    materialized = sorted(
+        event.event_specific_data.materialization.partition
+        for event in events
+        if event.event_type_value == "ASSET_MATERIALIZATION"
+    )
+    return [event.event_type_value for event in events], materialized
+
+
 def dagster_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float) -> str:
     """Run the `dagster` command installed beside this Python; fail with its output."""
     dagster = Path(sys.executable).with_name("dagster")

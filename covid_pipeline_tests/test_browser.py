@@ -26,7 +26,7 @@ import pytest
 from covid_pipeline.core import local_catalog, storage
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.replay.server import ReplayServer
-from covid_pipeline_tests.conftest import DagsterDev, assert_days_match_replay
+from covid_pipeline_tests.conftest import DagsterDev, assert_days_match_replay, run_events
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
@@ -184,11 +184,6 @@ def test_browser_backfill_then_terminate(
     leftovers = [p for p in dev.warehouse.rglob("*") if p.is_file() and p.suffix != ".parquet"]
     assert [p for p in leftovers if p.name != "catalog.duckdb"] == []
     with dev.instance() as instance:
-        events = [e.dagster_event for e in instance.all_logs(run_id) if e.dagster_event]
-    materialized = sorted(
-        e.event_specific_data.materialization.partition
-        for e in events
-        if e.event_type_value == "ASSET_MATERIALIZATION"
-    )
+        kinds, materialized = run_events(instance, run_id)
     assert materialized == [day for day in written if day not in WEEK]
-    assert [e.event_type_value for e in events].count("STEP_START") == 1  # not retried
+    assert kinds.count("STEP_START") == 1  # not retried

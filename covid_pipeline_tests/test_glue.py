@@ -1,5 +1,7 @@
 """Direct Glue registration against moto's Glue in server mode (it implements these calls)."""
 
+from typing import Any
+
 import boto3
 import pytest
 import yaml
@@ -70,15 +72,19 @@ def test_glue_registration_is_idempotent_and_adds_only_new_days(glue) -> None:
     assert registered_days(glue, "covid", "reports_usa") == days(35)
 
 
-def test_glue_registration_refuses_a_table_of_another_shape(glue) -> None:
-    glue.create_database(DatabaseInput={"Name": "covid"})
+def _create_table_of_another_shape(glue: Any, name: str) -> None:
     glue.create_table(
         DatabaseName="covid",
         TableInput={
-            "Name": "reports_usa",
+            "Name": name,
             "StorageDescriptor": {"Columns": [{"Name": "x", "Type": "int"}], "Location": LOCATION},
         },
     )
+
+
+def test_glue_registration_refuses_a_table_of_another_shape(glue) -> None:
+    glue.create_database(DatabaseInput={"Name": "covid"})
+    _create_table_of_another_shape(glue, "reports_usa")
     with pytest.raises(GlueCatalogError, match="exists with other columns"):
         register_partitions(glue, "covid", "reports_usa", LOCATION, days(3))
     assert registered_days(glue, "covid", "reports_usa") == []
@@ -135,13 +141,7 @@ def test_glue_projection_refuses_a_table_of_another_shape_or_place(glue) -> None
     register_partitions(glue, "covid", "reports", "s3://lake/other/", days(1))
     with pytest.raises(GlueCatalogError, match="points at s3://lake/other/"):
         project(glue)
-    glue.create_table(
-        DatabaseName="covid",
-        TableInput={
-            "Name": "odd",
-            "StorageDescriptor": {"Columns": [{"Name": "x", "Type": "int"}], "Location": LOCATION},
-        },
-    )
+    _create_table_of_another_shape(glue, "odd")
     with pytest.raises(GlueCatalogError, match="exists with other columns"):
         project_table(glue, "covid", "odd", LOCATION, "2020-01-22", "2023-03-09")
     assert "projection.enabled" not in glue.get_table(DatabaseName="covid", Name="odd")[

@@ -27,6 +27,7 @@ from covid_pipeline_tests.conftest import (
     dagster_cli,
     open_instance,
     project_dagster_home,
+    run_events,
 )
 
 pytestmark = pytest.mark.slow
@@ -100,14 +101,8 @@ def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
     with open_instance(home) as instance:
         [run] = instance.get_runs()
         assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
-        events = [e.dagster_event for e in instance.all_logs(run.run_id) if e.dagster_event]
-        kinds = [event.event_type_value for event in events]
+        kinds, materialized = run_events(instance, run.run_id)
         assert kinds.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in kinds
-        materialized = sorted(
-            event.event_specific_data.materialization.partition
-            for event in events
-            if event.event_type_value == "ASSET_MATERIALIZATION"
-        )
     written = landed(warehouse)
     assert materialized == written  # every day that landed is recorded, and only those
     assert_days_match_replay(storage.LocalStore(warehouse), PREFIX, written)

@@ -63,7 +63,6 @@ class DayPayload:
 
     day: dt.date
     pages: tuple[bytes, ...]
-    iso: str | None = None  # the country asked for; None: every country
 
     def records(self) -> list[dict]:
         """The records as plain dicts (slow: for tests and for naming a bad field)."""
@@ -207,7 +206,7 @@ class CovidApiClient:
             else:
                 with self._lock:
                     self._failures_in_a_row = 0
-                return DayPayload(day, pages, iso)
+                return DayPayload(day, pages)
         raise AssertionError("unreachable")
 
     def _pause(self, seconds: float, stop: threading.Event | None) -> None:

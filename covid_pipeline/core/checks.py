@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from covid_pipeline.core.countries import Countries
+from covid_pipeline.core.countries import ISO_PATTERN, Countries
 from covid_pipeline.core.transform import SCHEMA
 
 Tables = Mapping[str, pa.Table]
@@ -85,7 +85,7 @@ def names_present(tables: Tables, countries: str) -> CheckOutcome:
     failing = {}
     for day, table in tables.items():
         if wanted.is_all:
-            asked = pc.match_substring_regex(table["iso"], r"^[A-Z]{3}$")
+            asked = pc.match_substring_regex(table["iso"], ISO_PATTERN)
         else:
             asked = pc.is_in(table["iso"], value_set=pa.array(wanted.codes))
         wrong_iso = pc.sum(pc.invert(asked)).as_py() or 0

@@ -11,7 +11,8 @@ import re
 from dataclasses import dataclass
 
 ALL = "ALL"
-_ISO = re.compile(r"^[A-Z]{3}$")
+ISO_PATTERN = r"^[A-Z]{3}$"  # an ISO 3166-1 alpha-3 code: what ISO_CODE and rows may hold
+_ISO = re.compile(ISO_PATTERN)
 _USAGE = "ALL, or ISO 3166-1 alpha-3 codes separated by commas (e.g. USA, or USA,CAN,MEX)"
 
 
@@ -59,10 +60,6 @@ class Countries:
     def queries(self) -> tuple[str | None, ...]:
         """The `iso` of each request a day takes: one per country, or one unfiltered (None)."""
         return (None,) if self.is_all else self.codes
-
-    def includes(self, iso: str) -> bool:
-        """Whether a row of country `iso` belongs to this set."""
-        return self.is_all or iso in self.codes
 
     def __str__(self) -> str:
         return self.label

@@ -22,7 +22,7 @@ import io
 import os
 import re
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -103,7 +103,12 @@ def countries_of(table: pa.Table) -> str:
     stamp = (table.schema.metadata or {}).get(COUNTRIES_KEY)
     if stamp is not None:
         return stamp.decode()
-    return ",".join(sorted(set(table["iso"].to_pylist())))
+    return countries_in([table])
+
+
+def countries_in(tables: Iterable[pa.Table]) -> str:
+    """The countries the rows of `tables` are of, as a set's label (e.g. CAN,USA)."""
+    return ",".join(sorted({iso for table in tables for iso in table["iso"].to_pylist()}))
 
 
 def decode_parquet(data: bytes) -> pa.Table:
