@@ -3,15 +3,18 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: install ceph chromium demo dev replay test test-fast lint fmt reliability-doc infra-check lambda-package bench clean
+.PHONY: help install ceph chromium demo dev replay test test-fast lint fmt env-example reliability-doc infra-check lambda-package bench clean
 
-install: $(VENV)/.installed .dagster_home/dagster.yaml
+help:  ## this list
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
+
+install: $(VENV)/.installed .dagster_home/dagster.yaml  ## .venv with the project, the replay and the dev tools; .dagster_home
 
 # Reinstall when the pins change. constraints.txt pins the whole tree that the tests ran with.
-$(VENV)/.installed: setup.py constraints.txt
+$(VENV)/.installed: setup.py constraints.txt replay/pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]' -e replay
 	touch $@
 
 # Ceph RGW, the real S3 server of the storage and Lambda tests (apt-get, as root; else skipped).
@@ -23,7 +26,7 @@ chromium:
 	bash scripts/install_chromium.sh
 
 demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
-	$(PY) -m covid_pipeline.demo
+	$(PY) -m covid_pipeline_replay.demo
 
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
@@ -35,7 +38,7 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env 
 	cp dagster-instance.yaml $@
 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
-	$(PY) -m covid_pipeline.replay --port 8000
+	$(PY) -m covid_pipeline_replay --port 8000
 
 test: install ceph chromium  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 8 minutes)
 	$(PY) -m pytest
@@ -43,14 +46,18 @@ test: install ceph chromium  ## everything: the UI in Chromium, backfills stoppe
 test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
 	$(PY) -m pytest -m "not slow"
 
+env-example: install  ## rewrite .env.example from the table of settings (core/config.py)
+	$(PY) -m covid_pipeline.core.config env-example > .env.example
+
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
 	$(PY) -m covid_pipeline_tests.reliability
 
-lint: install
+lint: install  ## ruff, then mypy (strict on covid_pipeline/core)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
-fmt: install
+fmt: install  ## ruff: fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
@@ -68,7 +75,7 @@ lambda-package: install  ## dist/lambda.zip for python3.12 x86_64; fails over La
 	$(PY) scripts/build_lambda.py --out dist/lambda.zip
 
 # SAM -> CloudFormation, then cfn-lint and checkov, offline, in a venv of their own.
-infra-check: .venv-infra/.installed
+infra-check: .venv-infra/.installed  ## infra/template.yaml: SAM translation, cfn-lint, checkov (offline)
 	.venv-infra/bin/python infra/validate.py
 
 .venv-infra/.installed: infra/requirements.txt infra/requirements.lock
@@ -77,5 +84,5 @@ infra-check: .venv-infra/.installed
 	.venv-infra/bin/python -m pip install --quiet -c infra/requirements.lock -r infra/requirements.txt
 	touch $@
 
-clean:
+clean:  ## remove the venvs, the warehouse and the Dagster home
 	rm -rf $(VENV) .venv-infra .venv-peers build warehouse .dagster_home .pytest_cache .ruff_cache

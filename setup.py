@@ -11,8 +11,8 @@ LAMBDA = [
     "requests==2.34.2",
     "boto3==1.44.8",
     "dagster-pipes==1.13.27",
-    # Decodes the API's JSON into typed records in one validating pass: 4x faster than
-    # json.loads plus coercion on a US day (see README, Dependencies). No dependencies.
+    # Decodes the API's JSON into typed records in one validating pass, faster than json.loads
+    # plus coercion (docs/performance.md). No dependencies.
     "msgspec==0.23.0",
 ]
 
@@ -20,9 +20,9 @@ setup(
     name="covid_pipeline",
     version="0.1.0",
     description="Backfill covid-api.com daily reports into a Hive-partitioned Parquet data lake",
-    packages=find_packages(exclude=["covid_pipeline_tests", "covid_pipeline_tests.*"]),
-    # The replay API ships real JHU CSSE data (CC BY 4.0), for the demo and the tests.
-    package_data={"covid_pipeline.replay": ["jhu/*.csv", "jhu/*.md", "jhu/*/*.csv"]},
+    # The product only: the tests, and the replay API with its data (replay/, a package of its
+    # own that `make install` adds), stay out of the wheel.
+    packages=find_packages(include=["covid_pipeline", "covid_pipeline.*"]),
     python_requires=">=3.10",
     # DuckDB is the embedded local catalog and query engine (no server, reads Parquet directly).
     install_requires=[*DAGSTER, *LAMBDA, "pandas==3.1.1", "duckdb==2.0.1"],
@@ -36,6 +36,8 @@ setup(
             "pyparsing==3.3.3",  # moto's Glue needs it
             "cryptography==50.0.2",  # a self-signed certificate for the TLS tests
             "ruff==0.17.6",
+            "mypy==2.4.1",  # `make lint` type-checks (strict on core/)
+            "types-requests==2.33.0.20261030",
         ],
         "lambda": LAMBDA,
     },

@@ -6,11 +6,14 @@ from collections.abc import Iterator
 
 import dagster as dg
 
-from covid_pipeline.core import checks, pipeline, transform
+from covid_pipeline.catalog import CatalogResource
+from covid_pipeline.core import checks, transform, workers
+from covid_pipeline.core.report import run_failure_message
+from covid_pipeline.core.run import RangeOptions
 from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
-from covid_pipeline.io_managers import HiveParquetIOManager, day_metadata
+from covid_pipeline.io_managers import HiveParquetIOManager, RangeRequest, day_metadata
 from covid_pipeline.partitions import DAILY_PARTITIONS
-from covid_pipeline.resources import CatalogResource, CovidApiResource
+from covid_pipeline.resources import CovidApiResource
 
 # BackfillPolicy is beta in Dagster 1.13, and this project relies on it on purpose (a range is
 # one run); its warning, printed at every code load, would only be noise to the project's users.
@@ -74,24 +77,29 @@ def covid_daily_reports(
     client = covid_api.client()
     # A missing bucket, or a prefix of another country set, fails now, not after the fetches.
     hive_parquet_io_manager.preflight(client.countries.label)
-    stream = pipeline.DayStream(
+    request = RangeRequest(
         client,
-        [dt.date.fromisoformat(key) for key in context.partition_keys],
-        concurrency=covid_api.fetch_concurrency,
-        cpu_workers=covid_api.cpu_workers,
+        tuple(dt.date.fromisoformat(key) for key in context.partition_keys),
+        RangeOptions(
+            fetch_concurrency=covid_api.fetch_concurrency,
+            write_concurrency=hive_parquet_io_manager.write_concurrency,
+            cpu_workers=covid_api.cpu_workers,
+        ),
         on_progress=context.log.info,
     )
+    processes = workers.workers_for(covid_api.cpu_workers, len(request.days))
     context.log.info(
-        f"fetching {stream.total} days of {stream.countries} from {covid_api.api_url}, "
-        f"{covid_api.fetch_concurrency} at a time"
-        + (f", decoded in {stream.cpu_workers} processes" if stream.cpu_workers else "")
+        f"fetching {len(request.days)} days of {client.countries.label} from "
+        f"{covid_api.api_url}, {covid_api.fetch_concurrency} at a time"
+        + (f", decoded in {processes} processes" if processes else "")
     )
     try:
-        # The IO manager writes and records each day as it arrives (see io_managers.py).
-        yield dg.Output(stream)
+        # The IO manager runs the range, writing and recording each day as it arrives.
+        yield dg.Output(request)
     finally:
         client.close()
-    yield from _check_results(checks.merge(stream.check_failures, stream.rows, stream.countries))
+    # Set by the IO manager once every day has landed (see io_managers.RangeRequest).
+    yield from _check_results(request.outcome.result(timeout=0).check_outcomes())
 
 
 def _run_in_lambda(
@@ -113,7 +121,7 @@ def _run_in_lambda(
         if outcome.stopped is not None:
             raise outcome.stopped  # a stop, not a failure: Dagster ends the run as canceled
         raise dg.Failure(
-            description=pipeline.run_failure_message(
+            description=run_failure_message(
                 outcome.failed,
                 len(days),
                 f"failed in Lambda {lambda_fanout.function_name}",

@@ -34,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"{error}\n")
         return 2
     started = time.perf_counter()
+    rows: Sequence[Sequence[Any]]
     try:
         if args.athena:
             columns, rows = _athena(args.sql, settings)

@@ -14,8 +14,9 @@ import boto3
 import dagster as dg
 from dagster_aws.pipes import PipesLambdaClient
 
-from covid_pipeline.core.pipeline import Progress
-from covid_pipeline.core.storage import WrittenFile, partition_key
+from covid_pipeline.core.layout import partition_key
+from covid_pipeline.core.report import Progress
+from covid_pipeline.core.storage import WrittenFile
 
 
 class LambdaFanoutResource(dg.ConfigurableResource):
@@ -107,7 +108,8 @@ def _invoke(
             "no report came back through Pipes (it travels in the 4 KB log tail: "
             "lower LAMBDA_CHUNK_DAYS if many days fail at once)"
         )
-    return messages[-1]
+    report: dict[str, Any] = messages[-1]
+    return report
 
 
 def _merge(outcome: FanoutOutcome, report: dict[str, Any]) -> None:

@@ -1,20 +1,24 @@
-"""The IO manager that turns a stream of days into a Hive-partitioned Parquet data lake.
+"""The IO manager that runs a range of days into a Hive-partitioned Parquet data lake.
 
-The daily asset hands it a `DayStream`: days arrive as they are fetched and decoded, and each is
-written the moment it arrives, so fetching, encoding and uploading overlap and memory stays flat
+The daily asset hands it a `RangeRequest`: the days, the API client and the knobs. It runs them
+through `core.run.run_range` (the one assembly the Lambda handler shares), so each day is
+written the moment it arrives, fetching, encoding and uploading overlap, and memory stays flat
 however long the range. A run over many partitions is one output, which Dagster's UPath-based
 managers refuse (dagster issue 14332); this one takes it, so `BackfillPolicy.single_run()`
 backfills a whole range in one run. Keys come from `core.storage`, so every writer agrees.
 
 It is the one place that writes and records a day. Each day's metadata is recorded as it
-lands; when the run succeeds Dagster turns it into one materialization per day. When days
-failed, or the run is stopped, the days written so far are recorded here before the step fails,
-and only those: a failed day never shows as materialized.
+lands; when the run succeeds Dagster turns it into one materialization per day, and the
+range's outcome goes back to the asset through the request, for its checks. When days failed,
+or the run is stopped, the days written so far are recorded here before the step fails, and
+only those: a failed day never shows as materialized.
 """
 
 import contextlib
+import datetime as dt
 from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
@@ -22,9 +26,26 @@ import pandas as pd
 import pyarrow as pa
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core import pipeline, storage, transform
+from covid_pipeline.core import parquet, storage, stores, transform
+from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import storage_problems
-from covid_pipeline.core.pipeline import DayStream, FetchedDay, short_list
+from covid_pipeline.core.report import ProgressCallback, short_list
+from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range, write_tables
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    """What the daily asset asks the IO manager to run; the outcome comes back through it.
+
+    `outcome` is the one value that travels back, set once by the IO manager when every day
+    has landed; the asset reads it after its output is handled, for the checks.
+    """
+
+    client: CovidApiClient
+    days: tuple[dt.date, ...]
+    options: RangeOptions
+    on_progress: ProgressCallback
+    outcome: "Future[RangeOutcome]" = field(default_factory=Future, compare=False)
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -40,7 +61,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     write_concurrency: int = 8
     s3: dg.ResourceDependency[S3Resource]
 
-    def store(self) -> storage.Store:
+    def store(self) -> stores.Store:
         """The bucket or directory this manager writes to (run config is checked again here)."""
         problems = storage_problems(self.bucket_name, self.prefix)
         if problems:
@@ -49,8 +70,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 allow_retries=False,
             )
         if self.bucket_name:
-            return storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
-        return storage.LocalStore(self.warehouse_dir)
+            return stores.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
+        return stores.LocalStore(self.warehouse_dir)
 
     def preflight(self, countries: str) -> None:
         """Fail now, before anything is fetched, if the store clearly cannot be written.
@@ -60,49 +81,55 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         with _stop_on_storage_access_error():
             storage.check_ready(self.store(), self.prefix, countries)
 
-    def handle_output(
-        self, context: dg.OutputContext, obj: DayStream | Mapping[str, pa.Table]
+    def handle_output(  # type: ignore[override]  # a generator: see log_materializations
+        self, context: dg.OutputContext, obj: RangeRequest | Mapping[str, pa.Table]
     ) -> Iterator[dg.DagsterEvent]:
-        """Write each day of `obj` as it arrives, a few at once, recording each as it lands.
+        """Run the asset's `RangeRequest`, or write a mapping of day -> table (no rows: skip).
 
-        `obj` is the asset's `DayStream`, or a mapping of day -> table (an empty table for a
-        day without data). Fails the step, after recording the days written, when any day
-        failed to arrive or to be written.
+        Each day is recorded as it lands. Fails the step, after recording the days written,
+        when any day failed to arrive or to be written.
         """
         days = list(context.asset_partition_keys)
-        arriving = obj if isinstance(obj, DayStream) else _as_arrivals(context, obj, days)
-        # Tables handed over without a stream: the set is the countries their rows are of.
-        countries = (
-            obj.countries
-            if isinstance(obj, DayStream)
-            else storage.countries_in(day.table for day in arriving)
-        )
         store = self.store()
         recorder = _Recorder(context, days)
         try:
             with _stop_on_storage_access_error():
-                write_failures = pipeline.write_stream(
-                    arriving,
-                    lambda day: storage.write_day(
-                        store, self.prefix, day.day, day.table, countries
-                    ),
-                    concurrency=self.write_concurrency,
-                    total=len(days),
-                    on_written=recorder.record,
-                )
+                if isinstance(obj, RangeRequest):
+                    outcome = run_range(
+                        obj.client,
+                        store,
+                        self.prefix,
+                        obj.days,
+                        obj.options,
+                        on_landed=recorder.record,
+                        on_progress=obj.on_progress,
+                    )
+                else:
+                    tables = _tables_for_each_day(context, obj, days)
+                    # Tables handed over whole: the set is the countries their rows are of.
+                    countries = parquet.countries_in(tables.values())
+                    outcome = write_tables(
+                        tables,
+                        store,
+                        self.prefix,
+                        countries,
+                        write_concurrency=self.write_concurrency,
+                        on_landed=recorder.record,
+                    )
         except (Exception, KeyboardInterrupt, dg.DagsterExecutionInterruptedError):
             # A failed or stopped step records nothing by itself: the days that did land
             # must still show as materialized, with their files.
             yield from recorder.log_materializations()
             raise
-        stream_failures = arriving.failures if isinstance(arriving, DayStream) else {}
-        if stream_failures or write_failures:
+        if isinstance(obj, RangeRequest):
+            obj.outcome.set_result(outcome)
+        if outcome.failed:
             yield from recorder.log_materializations()
             raise dg.Failure(
-                description=_failure_report(arriving, len(recorder.written), write_failures),
+                description=outcome.failure_message(),
                 metadata={
-                    "failed_days": sorted({*stream_failures, *write_failures}),
-                    "written_days": len(recorder.written),
+                    "failed_days": sorted(outcome.failed),
+                    "written_days": len(outcome.written),
                 },
                 allow_retries=False,  # the API client has retried already: one retry budget
             )
@@ -133,32 +160,22 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
 def _stop_on_storage_access_error() -> Iterator[None]:
     try:
         yield
-    except storage.StorageAccessError as error:
+    except stores.StorageAccessError as error:
         # No retry: a missing bucket or a denied write will be just as wrong in 10 seconds.
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
-def _as_arrivals(
+def _tables_for_each_day(
     context: dg.OutputContext, tables: Mapping[str, pa.Table], days: list[str]
-) -> list[FetchedDay]:
+) -> dict[str, pa.Table]:
     missing = sorted(set(days) - set(tables)) if isinstance(tables, Mapping) else days
     if missing:
         raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()} must return a DayStream, or a table for "
+            f"{context.asset_key.to_user_string()} must return a RangeRequest, or a table for "
             f"every day of its run (an empty table for a day without data); missing: "
             f"{missing[:10]}"
         )
-    return [FetchedDay(day, tables[day]) for day in days]
-
-
-def _failure_report(
-    arriving: DayStream | list[FetchedDay], written: int, write_failures: Mapping[str, str]
-) -> str:
-    if isinstance(arriving, DayStream):
-        return arriving.failure_report(written, write_failures)
-    return pipeline.run_failure_message(
-        write_failures, len(arriving), "could not be written", written
-    )
+    return {day: tables[day] for day in days}
 
 
 class _Recorder:
@@ -171,17 +188,17 @@ class _Recorder:
         self.written: list[str] = []
         self.skipped: list[str] = []
 
-    def record(self, fetched: FetchedDay, file: storage.WrittenFile | None) -> None:
+    def record(self, day: str, file: storage.WrittenFile | None) -> None:
         """Called as a day lands (None: skipped, no data)."""
-        metadata = self.metadata[fetched.day] = day_metadata(file)
-        (self.skipped if file is None else self.written).append(fetched.day)
+        metadata = self.metadata[day] = day_metadata(file)
+        (self.skipped if file is None else self.written).append(day)
         if len(self.days) == 1:
             self.context.add_output_metadata(metadata)
         else:
             # add_output_metadata applies to every partition of the output; per-day figures
             # need partition-scoped metadata, which Dagster merges into that day's
             # materialization event after handle_output returns.
-            self.context.step_context.add_asset_metadata(metadata, partition_key=fetched.day)
+            self.context.step_context.add_asset_metadata(metadata, partition_key=day)
 
     def log_materializations(self) -> Iterator[dg.DagsterEvent]:
         """A materialization for each day that landed, logged now: the step is about to fail."""

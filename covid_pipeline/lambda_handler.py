@@ -12,10 +12,12 @@ from typing import Any, Protocol
 
 import boto3
 
-from covid_pipeline.core import pipeline, storage
-from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+from covid_pipeline.core import storage, stores
+from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import ConfigError, Settings, load_settings
 from covid_pipeline.core.dates import parse_range
+from covid_pipeline.core.retry import RetryPolicy
+from covid_pipeline.core.run import RangeOptions, run_range
 
 logging.getLogger().setLevel(logging.INFO)  # the runtime's handler prints to CloudWatch
 log = logging.getLogger(__name__)
@@ -41,9 +43,9 @@ def _cold_start() -> tuple[Settings | None, str | None]:
 
 
 SETTINGS, SETTINGS_ERROR = _cold_start()
-# One pooled connection per concurrent day, and the project's S3 retry budget.
+# One pooled connection per day being written, and the project's S3 retry budget.
 S3 = (
-    boto3.client("s3", config=storage.s3_client_config(SETTINGS.fetch_concurrency))
+    boto3.client("s3", config=stores.s3_client_config(SETTINGS.write_concurrency))
     if SETTINGS
     else None
 )
@@ -84,27 +86,31 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     except ValueError as error:
         raise InvalidEventError(f"invalid event: {error}") from None
     API.reset_circuit()
-    store = storage.S3Store(SETTINGS.bucket_name, S3, SETTINGS.prefix)  # type: ignore[arg-type]
+    assert SETTINGS.bucket_name is not None  # required at the cold start
+    store = stores.S3Store(SETTINGS.bucket_name, S3, SETTINGS.prefix)
     # A missing bucket, bad keys, or a prefix of another country set: before the first fetch.
     storage.check_ready(store, SETTINGS.prefix, SETTINGS.countries.label)
     log.info(
         "backfilling %s %s..%s into %s", SETTINGS.iso_code, days[0], days[-1], SETTINGS.storage_root
     )
     with tempfile.TemporaryDirectory(prefix="covid-") as staging:  # under /tmp in Lambda
-        report = pipeline.backfill_range(
+        outcome = run_range(
             API,
             store,
             SETTINGS.prefix,
             days,
-            concurrency=SETTINGS.fetch_concurrency,
+            RangeOptions(
+                fetch_concurrency=SETTINGS.fetch_concurrency,
+                write_concurrency=SETTINGS.write_concurrency,
+                cpu_workers=SETTINGS.cpu_workers,
+            ),
             staging_dir=Path(staging),
-            cpu_workers=SETTINGS.cpu_workers,
             time_left_s=lambda: (
                 context.get_remaining_time_in_millis() / 1000 - _STOP_BEFORE_DEADLINE_S
             ),
             on_progress=log.info,
         )
-    answer = report.to_json()
+    answer = outcome.to_json()
     log.info("done: %s", answer["counts"])
     if PIPES_CONTEXT_KEY in event:
         _report_to_dagster(event, answer, SETTINGS)

@@ -1,25 +1,16 @@
-"""Dagster resources: thin, typed configuration around the core's clients.
+"""The API resource: thin, typed configuration around the core's client.
 
-The catalog is one interface with four implementations (the local DuckDB catalog, direct
-Glue registration, Glue partition projection, the Glue crawler); `definitions.py` picks one
-from the settings' CATALOG_MODE, and the catalog asset only ever calls `refresh`.
+The catalog's resources, one per catalog mode, are in catalog.py.
 """
 
-import logging
-from pathlib import Path
 from typing import Any
 
-import boto3
 import dagster as dg
-from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core import crawler, glue, local_catalog, storage
-from covid_pipeline.core.api import CovidApiClient, RetryPolicy
-from covid_pipeline.core.config import ConfigError
+from covid_pipeline.core.api import CovidApiClient
+from covid_pipeline.core.config import ConfigError, Settings
 from covid_pipeline.core.countries import Countries
-from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY
-
-Logger = logging.Logger | dg.DagsterLogManager
+from covid_pipeline.core.retry import RetryPolicy
 
 
 class CovidApiResource(dg.ConfigurableResource):
@@ -64,128 +55,16 @@ class CovidApiResource(dg.ConfigurableResource):
             ) from None
 
 
-class CatalogResource(dg.ConfigurableResource):
-    """Makes the written days queryable; `refresh` returns metadata for the UI."""
+def setting(settings: Settings, field: str) -> Any:
+    """The field's value for a resource: `dg.EnvVar` when it was read verbatim from a variable.
 
-    def refresh(self, log: Logger) -> dict[str, Any]:
-        """Catalog every day written so far."""
-        raise NotImplementedError
-
-
-class LocalCatalogResource(CatalogResource):
-    """The embedded DuckDB catalog over the local warehouse (`covid-pipeline query` reads it)."""
-
-    database_path: str
-    warehouse_dir: str
-    prefix: str
-    table: str
-
-    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        database = Path(self.database_path).absolute()  # what the UI shows must not need a cwd
-        data = Path(self.warehouse_dir, self.prefix).absolute()
-        registration = local_catalog.register(database, data, self.table)
-        log.info(f"{self.table}: {registration.partitions} days, {registration.rows} rows")
-        return {
-            "dagster/table_name": f"duckdb:{self.table}",
-            "dagster/uri": str(data),
-            "database": str(database),
-            "partitions": registration.partitions,
-            "dagster/row_count": registration.rows,
-            "first_day": str(registration.first_day),
-            "last_day": str(registration.last_day),
-        }
-
-
-class GluePartitionsCatalogResource(CatalogResource):
-    """Registers new `date=` folders straight into the Glue Data Catalog (seconds, no crawler)."""
-
-    bucket_name: str
-    prefix: str
-    database: str
-    table: str
-    s3: dg.ResourceDependency[S3Resource]
-
-    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        store = storage.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
-        location = f"s3://{self.bucket_name}/{self.prefix}/"
-        registration = glue.register_partitions(
-            boto3.client("glue"), self.database, self.table, location, store.days(self.prefix)
-        )
-        log.info(
-            f"{self.database}.{self.table}: {registration.partitions_created} new partitions, "
-            f"{registration.partitions_total} in all"
-        )
-        return {
-            "dagster/table_name": f"glue:{self.database}.{self.table}",
-            "dagster/uri": location,
-            "table_created": registration.table_created,
-            "partitions_created": registration.partitions_created,
-            "partitions": registration.partitions_total,
-        }
-
-
-class GlueProjectionCatalogResource(CatalogResource):
-    """Declares the Glue table with Athena's partition projection: no crawler, no per-day call."""
-
-    bucket_name: str
-    prefix: str
-    database: str
-    table: str
-
-    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        location = f"s3://{self.bucket_name}/{self.prefix}/"
-        first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
-        projection = glue.project_table(
-            boto3.client("glue"), self.database, self.table, location, first, last
-        )
-        change = (
-            "created"
-            if projection.table_created
-            else "projection set"
-            if projection.parameters_updated
-            else "as it was"
-        )
-        log.info(f"{self.database}.{self.table}: {change}; days {first}..{last} projected")
-        return {
-            "dagster/table_name": f"glue:{self.database}.{self.table}",
-            "dagster/uri": location,
-            "table_created": projection.table_created,
-            "projection_updated": projection.parameters_updated,
-            "projected_days": f"{first}..{last}",
-        }
-
-
-class GlueCrawlerCatalogResource(CatalogResource):
-    """Runs the Glue crawler (the design's way) and waits for its crawl to end."""
-
-    crawler_name: str
-    database: str
-    table: str
-    poll_interval_s: float = 15.0
-    timeout_s: float = 1800.0
-
-    def refresh(self, log: Logger) -> dict[str, Any]:  # noqa: D102
-        client = boto3.client("glue")
-        try:
-            result = crawler.run_crawler(
-                client,
-                self.crawler_name,
-                poll_interval_s=self.poll_interval_s,
-                timeout_s=self.timeout_s,
-            )
-        except dg.DagsterExecutionInterruptedError:
-            crawler.stop_crawler(client, self.crawler_name)  # do not leave a crawl running
-            raise
-        log.info(f"crawler {self.crawler_name}: {result.status} in {result.duration_s:.0f}s")
-        metadata: dict[str, Any] = {
-            "dagster/table_name": f"glue:{self.database}.{self.table}",
-            "crawler": self.crawler_name,
-            "crawl_status": result.status,
-            "crawl_duration_s": round(result.duration_s, 1),
-            "partitions": len(glue.registered_days(client, self.database, self.table)),
-        }
-        if result.tables_created is not None:
-            metadata["tables_created"] = result.tables_created
-        if result.tables_updated is not None:
-            metadata["tables_updated"] = result.tables_updated
-        return metadata
+    Fields of other types than str and int, and values the settings changed (normalised or
+    derived), are passed as they are.
+    """
+    name = settings.from_environment.get(field)
+    current = getattr(settings, field)
+    if name is None or isinstance(current, bool):
+        return current
+    if isinstance(current, int):
+        return dg.EnvVar.int(name)
+    return dg.EnvVar(name) if isinstance(current, str) else current

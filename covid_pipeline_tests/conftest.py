@@ -21,13 +21,13 @@ import dagster as dg
 import pyarrow as pa
 import pytest
 import requests
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import ReplayServer
 from moto.server import ThreadedMotoServer
 
-from covid_pipeline.core import local_catalog, storage
+from covid_pipeline.core import local_catalog, storage, stores
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.core.transform import to_table
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import ReplayServer
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -196,7 +196,7 @@ def replay_table(day: str | dt.date) -> pa.Table:
     return to_table(day, jhu.reports("USA", day))
 
 
-def assert_days_match_replay(store: storage.Store, prefix: str, days: Iterable[str]) -> None:
+def assert_days_match_replay(store: stores.Store, prefix: str, days: Iterable[str]) -> None:
     """Each day's file exists, reads whole, and holds exactly the replay's day."""
     for day in days:
         table = storage.read_day(store, prefix, day)
@@ -205,7 +205,7 @@ def assert_days_match_replay(store: storage.Store, prefix: str, days: Iterable[s
 
 def write_days(root: Path, days: list[dt.date]) -> None:
     """Write the replay's USA reports for `days` into a local warehouse at `root`."""
-    store = storage.LocalStore(root)
+    store = stores.LocalStore(root)
     for day in days:
         storage.write_day(store, "covid_daily_reports/usa", str(day), replay_table(day), "USA")
 
@@ -222,7 +222,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """
     root = tmp_path_factory.mktemp("warehouse")
     write_days(root, CATALOG_DAYS)
-    store = storage.LocalStore(root)
+    store = stores.LocalStore(root)
     for day in CATALOG_DAYS:
         world = to_table(day, jhu.reports("", day))
         storage.write_day(store, "covid_daily_reports/all", str(day), world, "ALL")

@@ -3,10 +3,11 @@
 import datetime as dt
 
 import pytest
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core.api import ApiError, CovidApiClient, RetryPolicy
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline.core.api import ApiError, CovidApiClient
+from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline_tests.conftest import free_port
 
 DAY = dt.date(2020, 4, 16)

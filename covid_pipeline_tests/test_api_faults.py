@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import pipeline, storage
-from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+from covid_pipeline.core import storage, stores
+from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline.core.retry import RetryPolicy
+from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range
 from covid_pipeline_tests.conftest import replay_table
 
 DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 3))
@@ -85,7 +87,7 @@ CASES = [
 ]
 
 
-def run(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipeline.RangeReport:
+def run(replay: ReplayServer, store: stores.Store, tmp_path: Path) -> RangeOutcome:
     client = CovidApiClient(
         replay.url,
         "USA",
@@ -94,9 +96,7 @@ def run(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipeline.
         retry=RetryPolicy(max_retries=3, backoff_s=0.01),
     )
     try:
-        return pipeline.backfill_range(
-            client, store, PREFIX, DAYS, concurrency=3, staging_dir=tmp_path
-        )
+        return run_range(client, store, PREFIX, DAYS, RangeOptions(3, 3), staging_dir=tmp_path)
     finally:
         client.close()
 
@@ -107,7 +107,7 @@ def test_api_fault_ends_recovered_or_as_that_days_failure(
 ) -> None:
     tables = {str(day): replay_table(day) for day in DAYS}  # loads the JHU data: not timed
     replay.set_faults([fault])
-    store = storage.LocalStore(tmp_path / "warehouse")
+    store = stores.LocalStore(tmp_path / "warehouse")
     report = run(replay, store, tmp_path)
 
     others = ["2021-01-01", "2021-01-03"]
@@ -140,7 +140,7 @@ def test_api_fault_ends_recovered_or_as_that_days_failure(
 def test_api_paginated_answers_make_the_same_files(replay: ReplayServer, tmp_path: Path) -> None:
     tables = {str(day): replay_table(day) for day in DAYS}
     replay.page_size = 10
-    store = storage.LocalStore(tmp_path / "warehouse")
+    store = stores.LocalStore(tmp_path / "warehouse")
     report = run(replay, store, tmp_path)
     assert len(report.written) == 3
     for day in report.written:

@@ -8,13 +8,13 @@ from collections.abc import Iterator
 import boto3
 import dagster as dg
 import pytest
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import storage
+from covid_pipeline.core import parquet, storage, stores
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.transform import to_table
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import failure_message, free_port, materialize_days, s3_keys
 
 KEY = dg.AssetKey("covid_daily_reports")
@@ -56,7 +56,7 @@ def test_asset_writes_the_exact_s3_key_and_round_trips(defs, instance, s3_bucket
     key = "lake/covid/date=2021-01-15/data.parquet"
     assert list(s3_keys(s3_bucket)) == [key]
     back = storage.read_day(
-        storage.S3Store(s3_bucket, boto3.client("s3")), "lake/covid", "2021-01-15"
+        stores.S3Store(s3_bucket, boto3.client("s3")), "lake/covid", "2021-01-15"
     )
     day = dt.date(2021, 1, 15)
     assert back.equals(to_table(day, jhu.reports("USA", day)))
@@ -181,9 +181,9 @@ def test_asset_writes_every_country_of_a_list_into_one_file_a_day(
     assert sorted(s3_keys(s3_bucket)) == [
         f"covid_daily_reports/can_usa/date=2021-01-{day}/data.parquet" for day in (14, 15)
     ]
-    store = storage.S3Store(s3_bucket, boto3.client("s3"))
+    store = stores.S3Store(s3_bucket, boto3.client("s3"))
     table = storage.read_day(store, "covid_daily_reports/can_usa", "2021-01-15")
-    assert set(table["iso"].to_pylist()) == {"CAN", "USA"} and storage.countries_of(table) == (
+    assert set(table["iso"].to_pylist()) == {"CAN", "USA"} and parquet.countries_of(table) == (
         "CAN,USA"
     )
     checks = {c.check_name: c.passed for c in result.get_asset_check_evaluations()}

@@ -10,10 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import failure_message, materialize_days
 
 pytestmark = pytest.mark.usefixtures("replay")

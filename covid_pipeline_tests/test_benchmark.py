@@ -42,3 +42,16 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     county_rows = report["profiles"]["volume"]["results"]["core"]["written"]["county_rows"]
     assert county_rows > 3 * 3000  # the load profile's heavy days
     assert "wall / cli" in result.stdout
+
+
+def test_benchmark_figures_in_the_docs_are_the_saved_run() -> None:
+    """docs/performance.md shows benchmarks/results.json as `bench.py --show` prints it."""
+    shown = subprocess.run(
+        [sys.executable, str(PROJECT_ROOT / "benchmarks" / "bench.py"), "--show"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    doc = (PROJECT_ROOT / "docs" / "performance.md").read_text()
+    block = doc.split("<!-- bench:start -->\n")[1].split("<!-- bench:end -->")[0]
+    assert block == shown, "make bench writes both: was the block edited by hand?"

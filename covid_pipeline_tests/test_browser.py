@@ -22,10 +22,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import local_catalog, storage
+from covid_pipeline.core import local_catalog, stores
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import DagsterDev, assert_days_match_replay, run_events
 
 playwright = pytest.importorskip("playwright.sync_api")
@@ -126,7 +126,7 @@ def catalog_runs(dev: DagsterDev) -> list[dg.DagsterRun]:
 
 
 def landed(dev: DagsterDev) -> list[str]:
-    return list(storage.LocalStore(dev.warehouse).days(PREFIX))
+    return list(stores.LocalStore(dev.warehouse).days(PREFIX))
 
 
 def test_browser_backfill_then_terminate(
@@ -139,7 +139,7 @@ def test_browser_backfill_then_terminate(
     open_its_run(page, backfill)
     assert wait_for_status(page, {"Success", "Failure"}, DAEMON_S) == "Success"
     assert landed(dev) == WEEK
-    assert_days_match_replay(storage.LocalStore(dev.warehouse), PREFIX, WEEK)
+    assert_days_match_replay(stores.LocalStore(dev.warehouse), PREFIX, WEEK)
     page.goto(f"{dev.url}/assets/covid_daily_reports?view=partitions")
     page.get_by_text(f"Materialized ({len(WEEK)})").wait_for()  # the partition bar
     page.get_by_text("Failed (0)").wait_for()
@@ -180,7 +180,7 @@ def test_browser_backfill_then_terminate(
 
     written = landed(dev)
     assert len(WEEK) < len(written) < len(WEEK) + 306 / 2  # stopped early
-    assert_days_match_replay(storage.LocalStore(dev.warehouse), PREFIX, written)
+    assert_days_match_replay(stores.LocalStore(dev.warehouse), PREFIX, written)
     leftovers = [p for p in dev.warehouse.rglob("*") if p.is_file() and p.suffix != ".parquet"]
     assert [p for p in leftovers if p.name != "catalog.duckdb"] == []
     with dev.instance() as instance:

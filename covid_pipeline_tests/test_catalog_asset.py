@@ -6,12 +6,12 @@ from pathlib import Path
 import boto3
 import dagster as dg
 import pytest
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core import local_catalog
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.glue import registered_days
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import materialize_days, s3_keys
 
 DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")

@@ -3,10 +3,10 @@
 import datetime as dt
 
 import pyarrow as pa
+from covid_pipeline_replay import jhu
 
 from covid_pipeline.core import checks
 from covid_pipeline.core.transform import to_table
-from covid_pipeline.replay import jhu
 
 DAY = dt.date(2020, 4, 16)
 

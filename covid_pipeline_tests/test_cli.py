@@ -4,9 +4,9 @@ import datetime as dt
 from pathlib import Path
 
 import pytest
+from covid_pipeline_replay import jhu
 
 from covid_pipeline.cli import format_table, main
-from covid_pipeline.replay import jhu
 from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
 
 

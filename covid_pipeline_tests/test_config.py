@@ -1,7 +1,11 @@
 """Settings come from the environment, validated together, with every problem named."""
 
+import dataclasses
+from pathlib import Path
+
 import pytest
 
+from covid_pipeline.core import config
 from covid_pipeline.core.config import ConfigError, Settings, load_settings, normalise_prefix
 from covid_pipeline.core.dates import day_range, parse_day
 
@@ -223,3 +227,54 @@ def test_config_iso_code_refuses_what_is_not_a_country_set(text: str, problem: s
         load_settings({"ISO_CODE": text})
     assert "must be ALL, or ISO 3166-1 alpha-3 codes separated by commas" in str(error.value)
     assert problem in str(error.value)
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_config_table_defaults_are_the_settings_defaults() -> None:
+    """Each variable once: the table's default is what Settings uses when it is unset."""
+    defaults = Settings()
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"from_environment"}
+    described = {v.attribute for v in config.VARIABLES if v.attribute is not None}
+    assert described == fields  # every setting has a variable, every variable a setting
+    for variable in config.VARIABLES:
+        if variable.attribute is None or not variable.default:
+            continue
+        parsed = load_settings({variable.name: variable.default})
+        assert getattr(parsed, variable.attribute) == getattr(defaults, variable.attribute)
+
+
+@pytest.mark.parametrize(
+    "variable", [v for v in config.VARIABLES if v.low is not None], ids=lambda v: v.name
+)
+def test_config_table_bounds_are_enforced(variable: config.Variable) -> None:
+    assert variable.low is not None and variable.high is not None
+    for outside in (variable.low - 1, variable.high + 1):
+        text = str(int(outside)) if variable.kind is int else str(outside)
+        with pytest.raises(ConfigError, match=f"{variable.name} .* must be between"):
+            load_settings({variable.name: text})
+
+
+def test_config_env_example_is_written_from_the_table() -> None:
+    assert (ROOT / ".env.example").read_text() == config.env_example(), "run make env-example"
+
+
+def test_config_readme_table_is_written_from_the_table() -> None:
+    assert config.readme_table() in (ROOT / "README.md").read_text(), "run make env-example"
+
+
+def test_config_reports_variables_read_verbatim_for_dagster_env_vars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for variable in config.VARIABLES:
+        monkeypatch.delenv(variable.name, raising=False)
+    monkeypatch.setenv("FETCH_CONCURRENCY", "16")
+    monkeypatch.setenv("PREFIX", "/lake/usa/")  # normalised: passed as its value, not the variable
+    monkeypatch.setenv("API_URL", "http://127.0.0.1:8000/api")
+    settings = load_settings()
+    assert settings.from_environment == {
+        "fetch_concurrency": "FETCH_CONCURRENCY",
+        "api_url": "API_URL",
+    }
+    assert load_settings({"FETCH_CONCURRENCY": "16"}).from_environment == {}

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import boto3
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import storage
+from covid_pipeline.core import layout, stores
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import (
     assert_days_match_replay,
     dagster_cli,
@@ -32,14 +32,15 @@ PREFIX = "usa"
 
 CORE_BACKFILL = """
 import datetime as dt, os, pathlib, sys, boto3
-from covid_pipeline.core import pipeline, storage
+from covid_pipeline.core import stores
 from covid_pipeline.core.api import CovidApiClient
+from covid_pipeline.core.run import RangeOptions, run_range
 from covid_pipeline.core.dates import day_range
 url, target, staging = sys.argv[1:]
-store = (storage.S3Store(target[5:], boto3.client("s3")) if target.startswith("s3://")
-         else storage.LocalStore(target))
-pipeline.backfill_range(CovidApiClient(url, "USA"), store, "usa",
-    day_range(dt.date(2020, 12, 1), dt.date(2021, 2, 28)), concurrency=4,
+store = (stores.S3Store(target[5:], boto3.client("s3")) if target.startswith("s3://")
+         else stores.LocalStore(target))
+run_range(CovidApiClient(url, "USA"), store, "usa",
+    day_range(dt.date(2020, 12, 1), dt.date(2021, 2, 28)), RangeOptions(4, 4),
     staging_dir=pathlib.Path(staging))
 """
 
@@ -74,11 +75,11 @@ def test_crash_core_backfill_killed_midway_then_rerun(
     replay.latency_s = 0.02  # slow enough to be killed halfway through three months
     if target == "s3":
         bucket = request.getfixturevalue("s3_bucket")
-        store: storage.Store = storage.S3Store(bucket, boto3.client("s3"))
+        store: stores.Store = stores.S3Store(bucket, boto3.client("s3"))
         where = f"s3://{bucket}"
     else:
         where = str(tmp_path / "warehouse")
-        store = storage.LocalStore(where)
+        store = stores.LocalStore(where)
     staging = tmp_path / "staging"
     staging.mkdir()
     command = [sys.executable, "-c", CORE_BACKFILL, replay.url, where, str(staging)]
@@ -98,7 +99,7 @@ def test_crash_core_backfill_killed_midway_then_rerun(
         keys = [
             item["Key"] for item in boto3.client("s3").list_objects_v2(Bucket=bucket)["Contents"]
         ]
-        assert sorted(keys) == [storage.partition_key(PREFIX, day) for day in DAYS]
+        assert sorted(keys) == [layout.partition_key(PREFIX, day) for day in DAYS]
 
 
 @pytest.mark.slow
@@ -129,7 +130,7 @@ def test_crash_cli_killed_while_writing_then_rerun(replay: ReplayServer, tmp_pat
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    store = storage.LocalStore(warehouse)
+    store = stores.LocalStore(warehouse)
     landed = kill_when(process, lambda: len(list(store.days(PREFIX))), at_least=3)
     assert landed < len(DAYS)
     assert_days_match_replay(store, PREFIX, store.days(PREFIX))

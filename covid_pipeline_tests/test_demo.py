@@ -19,7 +19,7 @@ def test_demo_backfills_into_the_local_warehouse(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "covid_pipeline.demo",
+            "covid_pipeline_replay.demo",
             "--start",
             "2021-01-14",
             "--end",

@@ -20,12 +20,12 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 import requests
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core import local_catalog
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import (
     DagsterDev,
     dagster_cli,

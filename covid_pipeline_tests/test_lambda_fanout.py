@@ -18,11 +18,11 @@ from typing import Any
 
 import dagster as dg
 import pytest
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import PROJECT_ROOT, failure_message, materialize_days, s3_keys
 from covid_pipeline_tests.lambda_runtime import (
     LambdaRuntime,

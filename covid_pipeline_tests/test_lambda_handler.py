@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 import pytest
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core.config import ConfigError, load_settings
-from covid_pipeline.core.storage import StorageAccessError
+from covid_pipeline.core.stores import StorageAccessError
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import (
     S3_SERVERS,
     materialize_days,
@@ -258,7 +258,9 @@ def test_lambda_handler_reuses_its_clients_and_resets_the_breaker_when_warm(
     handler_module: ModuleType,
 ) -> None:
     s3, api = handler_module.S3, handler_module.API
-    api._failures_in_a_row = 10_000  # as an earlier invocation against a dead API would leave it
+    api.circuit.failures_in_a_row = (
+        10_000  # as an earlier invocation against a dead API would leave it
+    )
     event = {"start_date": "2021-01-01", "end_date": "2021-01-01"}
     assert handler_module.handler(event, FakeContext())["written"] == ["2021-01-01"]
     assert handler_module.handler(event, FakeContext())["written"] == ["2021-01-01"]

@@ -8,8 +8,8 @@ each S3 server (moto, then Ceph RGW).
 from pathlib import Path
 
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import S3Server
 from covid_pipeline_tests.lambda_runtime import LambdaRuntime, function_environment, python312
 from covid_pipeline_tests.test_lambda_handler import assert_same_objects_as_the_dagster_asset

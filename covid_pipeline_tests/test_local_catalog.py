@@ -5,9 +5,9 @@ import re
 from pathlib import Path
 
 import pytest
+from covid_pipeline_replay import jhu
 
 from covid_pipeline.core import local_catalog
-from covid_pipeline.replay import jhu
 from covid_pipeline_tests.conftest import CATALOG_DAYS as DAYS
 from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
 from covid_pipeline_tests.conftest import PROJECT_ROOT, write_days

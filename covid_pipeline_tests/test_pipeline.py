@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import pipeline, storage, workers
-from covid_pipeline.core.api import CovidApiClient, RetryPolicy
+from covid_pipeline.core import report, storage, stores, workers, writes
+from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline.core.retry import RetryPolicy
+from covid_pipeline.core.run import RangeOptions, run_range
+from covid_pipeline.core.stream import DayStream, FetchedDay
 from covid_pipeline_tests.conftest import replay_table
 
 DAYS = day_range(dt.date(2021, 1, 10), dt.date(2021, 1, 19))
@@ -23,8 +26,8 @@ def client(replay: ReplayServer) -> CovidApiClient:
     )
 
 
-def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> pipeline.DayStream:
-    return pipeline.DayStream(client(replay), days, concurrency=4, **options)
+def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> DayStream:
+    return DayStream(client(replay), days, concurrency=4, **options)
 
 
 @pytest.mark.parametrize("cpu_workers", [0, 2], ids=["decoded in threads", "in processes"])
@@ -36,7 +39,7 @@ def test_pipeline_streams_each_day_once_concurrently(
     assert days.failures == {} and days.unfinished == []
     assert sorted(arrived) == [d.isoformat() for d in DAYS]
     assert all(arrived[day].equals(replay_table(day)) for day in arrived)
-    assert days.rows == {day: 56 for day in arrived}
+    assert {day: table.num_rows for day, table in arrived.items()} == {day: 56 for day in arrived}
     assert replay.stats() | {"faults_served": 0} == {
         "requests": 10,
         "distinct_days": 10,
@@ -55,7 +58,9 @@ def test_pipeline_keeps_at_most_its_concurrency_in_flight(replay: ReplayServer) 
     days.close()
 
 
-def test_pipeline_reports_every_failed_day_and_keeps_the_others(replay: ReplayServer) -> None:
+def test_pipeline_reports_every_failed_day_and_keeps_the_others(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
     replay.set_faults(
         [
             Fault(kind="status", status=503, dates=["2021-01-12"]),
@@ -66,13 +71,18 @@ def test_pipeline_reports_every_failed_day_and_keeps_the_others(replay: ReplaySe
     assert len(list(days)) == 7
     assert sorted(days.failures) == ["2021-01-12", "2021-01-17", "2021-01-18"]
     assert not days.transient  # a missing field will not pass on a retry
-    report = days.failure_report(written=7, write_failures={})
-    assert report.startswith(f"3 of 10 days failed (API: {replay.url}):\n")
-    assert "  2021-01-12: HTTP 503 (gave up after 2 attempts)" in report
+    outcome = run_range(client(replay), stores.LocalStore(tmp_path), "p", DAYS, RangeOptions(4, 4))
+    assert sorted(outcome.failed) == ["2021-01-12", "2021-01-17", "2021-01-18"]
+    assert len(outcome.written) == 7
+    message = outcome.failure_message()
+    assert message.startswith(f"3 of 10 days failed (API: {replay.url}):\n")
+    assert "  2021-01-12: HTTP 503 (gave up after 2 attempts)" in message
     # Days that failed for the same reason are named together, once.
-    assert "  2021-01-17, 2021-01-18: record 0 (Alabama): missing required field 'deaths'" in report
-    assert "The other 7 of 10 days were written, each file whole." in report
-    assert "Re-run the same range" in report
+    assert (
+        "  2021-01-17, 2021-01-18: record 0 (Alabama): missing required field 'deaths'" in message
+    )
+    assert "The other 7 of 10 days were written, each file whole." in message
+    assert "Re-run the same range" in message
 
 
 def test_pipeline_stop_makes_no_new_request(replay: ReplayServer) -> None:
@@ -93,9 +103,9 @@ def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     replay.set_faults([Fault(kind="empty", dates=["2021-01-11", "2021-01-13"])])
-    store = storage.LocalStore(tmp_path)
+    store = stores.LocalStore(tmp_path)
     landed: dict[str, storage.WrittenFile | None] = {}
-    failures = pipeline.write_stream(
+    failures = writes.write_stream(
         stream(replay),
         lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=3,
@@ -113,11 +123,11 @@ def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
 def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "date=2021-01-11").write_text("a file where a folder belongs")
-    store = storage.LocalStore(tmp_path)
-    days = [pipeline.FetchedDay(d, replay_table(d)) for d in ("2021-01-10", "2021-01-11")]
-    days.append(pipeline.FetchedDay("2021-01-12", replay_table("2021-01-12")))
+    store = stores.LocalStore(tmp_path)
+    days = [FetchedDay(d, replay_table(d)) for d in ("2021-01-10", "2021-01-11")]
+    days.append(FetchedDay("2021-01-12", replay_table("2021-01-12")))
     landed: list[str] = []
-    failures = pipeline.write_stream(
+    failures = writes.write_stream(
         days,
         lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=2,
@@ -130,7 +140,7 @@ def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) 
 
 def test_pipeline_progress_counts_failed_days_apart() -> None:
     messages: list[str] = []
-    progress = pipeline.Progress("fetched", 4, messages.append, every_s=0)
+    progress = report.Progress("fetched", 4, messages.append, every_s=0)
     for failed in (False, True, False, False):
         progress.tick(failed=failed)
     assert messages[0].startswith("fetched 1/4 days (25%), ") and "ETA" in messages[0]
@@ -157,7 +167,7 @@ def test_pipeline_fetches_each_country_of_a_list_once_a_day_into_one_table(
     replay: ReplayServer,
 ) -> None:
     client = CovidApiClient(replay.url, "USA,CAN", retry=RetryPolicy(max_retries=0))
-    days = pipeline.DayStream(client, DAYS[:3], concurrency=4)
+    days = DayStream(client, DAYS[:3], concurrency=4)
     arrived = {fetched.day: fetched.table for fetched in days}
     assert sorted(arrived) == [d.isoformat() for d in DAYS[:3]]
     for day, table in arrived.items():
@@ -172,7 +182,7 @@ def test_pipeline_fetches_each_country_of_a_list_once_a_day_into_one_table(
 def test_pipeline_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=404, dates=["2021-01-11"])])
     client = CovidApiClient(replay.url, "CAN,USA", retry=RetryPolicy(max_retries=0))
-    days = pipeline.DayStream(client, DAYS[:3], concurrency=4)
+    days = DayStream(client, DAYS[:3], concurrency=4)
     arrived = [fetched.day for fetched in days]
     assert sorted(arrived) == ["2021-01-10", "2021-01-12"]  # all or nothing: no half day
     assert list(days.failures) == ["2021-01-11"]
@@ -181,7 +191,7 @@ def test_pipeline_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayS
 
 def test_pipeline_fetches_the_whole_world_with_one_request_a_day(replay: ReplayServer) -> None:
     client = CovidApiClient(replay.url, "ALL", retry=RetryPolicy(max_retries=0))
-    [fetched] = list(pipeline.DayStream(client, [dt.date(2021, 1, 15)], concurrency=2))
+    [fetched] = list(DayStream(client, [dt.date(2021, 1, 15)], concurrency=2))
     countries = set(fetched.table["iso"].to_pylist())
     assert {"USA", "CAN", "DEU", "IND", "BRA"} <= countries and len(countries) > 150
     assert fetched.table.num_rows == len(jhu.reports("", dt.date(2021, 1, 15)))

@@ -4,9 +4,8 @@ import datetime as dt
 
 import pytest
 import requests
-
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 
 def _region(records: list[dict], province: str) -> dict:
@@ -111,7 +110,7 @@ def test_replay_volume_profile_serves_every_us_day_with_its_counties() -> None:
             # Re-dated: every record and county carries the day asked for.
             assert {r["date"] for r in records} == {day}
             assert {c["date"] for r in records for c in r["region"]["cities"]} <= {day}
-        # The real API's volume from 2020-03-22 on: ~3,200 counties, ~640-700 KB a day.
+        # The real API's volume from 2020-03-22 on: ~3,200 counties a day.
         for day in ("2020-03-22", "2020-07-04", "2022-06-01", "2023-03-09"):
             body, counties = sizes[day]
             assert 3_100 <= counties <= 3_300 and 600_000 <= body <= 750_000, (day, sizes[day])

@@ -15,16 +15,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from covid_pipeline_replay import jhu
+from covid_pipeline_replay.server import Fault, ReplayServer
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from covid_pipeline.core.api import ApiError, CovidApiClient, RetryPolicy
+from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay import jhu
-from covid_pipeline.replay.server import Fault, ReplayServer
 from covid_pipeline_tests.conftest import PROJECT_ROOT, materialize_days
 
 DAY = dt.date(2021, 1, 15)
@@ -186,7 +187,7 @@ def test_security_logs_never_dump_api_bodies(
     replay: ReplayServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = "<html>" + "x" * 200_000 + "</html>"
-    monkeypatch.setattr("covid_pipeline.replay.server._ERROR_PAGE", body.encode())
+    monkeypatch.setattr("covid_pipeline_replay.server._ERROR_PAGE", body.encode())
     replay.set_faults([Fault(kind="html", status=404)])
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ApiError) as error:

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import storage
+from covid_pipeline.core import stores
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import (
     assert_days_match_replay,
     dagster_cli,
@@ -43,7 +43,7 @@ ARGS = [
 
 
 def landed(warehouse: Path) -> list[str]:
-    return list(storage.LocalStore(warehouse).days(PREFIX))
+    return list(stores.LocalStore(warehouse).days(PREFIX))
 
 
 @pytest.mark.reliability(
@@ -105,7 +105,7 @@ def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
         assert kinds.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in kinds
     written = landed(warehouse)
     assert materialized == written  # every day that landed is recorded, and only those
-    assert_days_match_replay(storage.LocalStore(warehouse), PREFIX, written)
+    assert_days_match_replay(stores.LocalStore(warehouse), PREFIX, written)
     leftovers = [p for p in warehouse.rglob("*") if p.is_file() and p.name != "data.parquet"]
     assert leftovers == []
 

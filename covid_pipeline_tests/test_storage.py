@@ -7,10 +7,10 @@ import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from covid_pipeline_replay import jhu
 
-from covid_pipeline.core import storage
+from covid_pipeline.core import layout, parquet, storage, stores
 from covid_pipeline.core.transform import SCHEMA, to_table
-from covid_pipeline.replay import jhu
 from covid_pipeline_tests.conftest import S3_SERVERS, new_bucket, use_s3_server
 
 DAY = dt.date(2021, 1, 15)
@@ -22,21 +22,21 @@ def table():
 
 
 @pytest.fixture(params=["local", *S3_SERVERS])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> storage.Store:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> stores.Store:
     """A local directory, then a bucket on each S3 server (moto and Ceph RGW)."""
     if request.param == "local":
-        return storage.LocalStore(tmp_path / "warehouse")
+        return stores.LocalStore(tmp_path / "warehouse")
     use_s3_server(request, request.param)
-    return storage.S3Store(new_bucket(), boto3.client("s3"))
+    return stores.S3Store(new_bucket(), boto3.client("s3"))
 
 
 def test_storage_key_is_the_hive_layout() -> None:
     assert (
-        storage.partition_key("covid/usa", "2021-01-15") == "covid/usa/date=2021-01-15/data.parquet"
+        layout.partition_key("covid/usa", "2021-01-15") == "covid/usa/date=2021-01-15/data.parquet"
     )
 
 
-def test_storage_round_trips_a_day(store: storage.Store, table) -> None:
+def test_storage_round_trips_a_day(store: stores.Store, table) -> None:
     written = storage.write_day(store, "covid/usa", "2021-01-15", table, "USA")
     assert written.uri.endswith("covid/usa/date=2021-01-15/data.parquet")
     assert written.rows == table.num_rows == 56
@@ -44,17 +44,17 @@ def test_storage_round_trips_a_day(store: storage.Store, table) -> None:
     assert back is not None and back.equals(table)
     # The documented schema, field metadata (descriptions) included, and the file's country set.
     assert back.schema.remove_metadata().equals(SCHEMA, check_metadata=True)
-    assert back.schema.metadata == {storage.COUNTRIES_KEY: b"USA"}
-    assert storage.countries_of(back) == "USA"
+    assert back.schema.metadata == {parquet.COUNTRIES_KEY: b"USA"}
+    assert parquet.countries_of(back) == "USA"
 
 
 def test_storage_writes_snappy_parquet(table) -> None:
-    parquet = pq.ParquetFile(pa.BufferReader(storage.encode_parquet(table, "USA")))
-    columns = parquet.metadata.row_group(0)
+    file = pq.ParquetFile(pa.BufferReader(parquet.encode_parquet(table, "USA")))
+    columns = file.metadata.row_group(0)
     assert {columns.column(i).compression for i in range(columns.num_columns)} == {"SNAPPY"}
 
 
-def test_storage_overwrites_instead_of_duplicating(store: storage.Store, table) -> None:
+def test_storage_overwrites_instead_of_duplicating(store: stores.Store, table) -> None:
     for _ in range(2):
         storage.write_day(store, "p", "2021-01-15", table, "USA")
     storage.write_day(store, "p", "2021-01-16", table.slice(0, 3), "USA")
@@ -62,13 +62,13 @@ def test_storage_overwrites_instead_of_duplicating(store: storage.Store, table) 
     assert storage.read_day(store, "p", "2021-01-16").num_rows == 3
 
 
-def test_storage_reads_a_missing_day_as_none(store: storage.Store) -> None:
+def test_storage_reads_a_missing_day_as_none(store: stores.Store) -> None:
     assert storage.read_day(store, "p", "2021-01-15") is None
     assert list(store.days("p")) == []
 
 
 def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) -> None:
-    store = storage.LocalStore(tmp_path)
+    store = stores.LocalStore(tmp_path)
     storage.write_day(store, "p", "2021-01-15", table, "USA")
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"
@@ -76,12 +76,12 @@ def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) ->
 
 
 def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, table) -> None:
-    store = storage.LocalStore(tmp_path)
+    store = stores.LocalStore(tmp_path)
     storage.write_day(store, "p", "2021-01-15", table, "USA")
     # A write that breaks halfway (here: a body that cannot be written) must leave the old
     # file whole and no temporary file behind.
     with pytest.raises(TypeError):
-        store.put(storage.partition_key("p", "2021-01-15"), object())  # type: ignore[arg-type]
+        store.put(layout.partition_key("p", "2021-01-15"), object())  # type: ignore[arg-type]
     assert storage.read_day(store, "p", "2021-01-15").equals(table)
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"

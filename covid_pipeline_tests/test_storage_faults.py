@@ -13,13 +13,14 @@ from pathlib import Path
 
 import boto3
 import pytest
+from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import pipeline, storage
+from covid_pipeline.core import stores
 from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range
+from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline.replay.server import ReplayServer
 from covid_pipeline_tests.conftest import (
     S3Server,
     assert_days_match_replay,
@@ -42,14 +43,14 @@ PREFIX = "lake/usa"
 IN_FLIGHT = 3 * 2
 
 
-def backfill(replay: ReplayServer, store: storage.Store, tmp_path: Path) -> pipeline.RangeReport:
+def backfill(replay: ReplayServer, store: stores.Store, tmp_path: Path) -> RangeOutcome:
     """The Lambda's core path: fetch, write through /tmp, upload, two days at a time."""
-    return pipeline.backfill_range(
+    return run_range(
         CovidApiClient(replay.url, "USA"),
         store,
         PREFIX,
         DAYS,
-        concurrency=2,
+        RangeOptions(fetch_concurrency=2, write_concurrency=2),
         staging_dir=tmp_path,
     )
 
@@ -76,8 +77,8 @@ def test_storage_retries_slowdown_bursts(
 ) -> None:
     proxy.slowdowns = 4
     # The Lambda's client configuration: the project's retry budget, not boto3's default.
-    client = boto3.client("s3", config=storage.s3_client_config())
-    store = storage.S3Store(any_s3_bucket, client, PREFIX)
+    client = boto3.client("s3", config=stores.s3_client_config())
+    store = stores.S3Store(any_s3_bucket, client, PREFIX)
     report = backfill(replay, store, tmp_path)
     assert sorted(report.written) == [str(day) for day in DAYS] and not report.failed, report.failed
     assert proxy.served["PUT 503"] == 4 and proxy.served["PUT 200"] == len(DAYS)
@@ -92,8 +93,8 @@ def test_storage_retries_slowdown_bursts(
 def test_storage_missing_bucket_stops_before_fetching(
     proxy: S3FaultProxy, s3_server: S3Server, replay: ReplayServer, tmp_path: Path
 ) -> None:
-    store = storage.S3Store("no-such-bucket-here", boto3.client("s3"), PREFIX)
-    with pytest.raises(storage.StorageAccessError) as error:
+    store = stores.S3Store("no-such-bucket-here", boto3.client("s3"), PREFIX)
+    with pytest.raises(stores.StorageAccessError) as error:
         store.preflight(PREFIX)
     assert str(error.value).startswith(
         "S3 refused to list s3://no-such-bucket-here/lake/usa: NoSuchBucket (HTTP 404). "
@@ -101,7 +102,7 @@ def test_storage_missing_bucket_stops_before_fetching(
     )
     assert sum(proxy.served.values()) == 1  # no retry storm
     # And a write that meets it anyway (the bucket deleted mid-run) stops the range.
-    with pytest.raises(storage.StorageAccessError, match="NoSuchBucket") as error:
+    with pytest.raises(stores.StorageAccessError, match="NoSuchBucket") as error:
         backfill(replay, store, tmp_path)
     assert "0 of 10 days were written before it; no further day was started" in str(error.value)
     assert proxy.served["PUT 404"] <= 2 and replay.stats()["requests"] <= IN_FLIGHT
@@ -123,9 +124,9 @@ def test_storage_access_denied_stops_the_range_at_once(
     boto3.client("s3").put_bucket_policy(
         Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": [deny]})
     )
-    store = storage.S3Store(bucket, boto3.client("s3"), PREFIX)
+    store = stores.S3Store(bucket, boto3.client("s3"), PREFIX)
     store.preflight(PREFIX)  # listing is allowed: only the first write finds out
-    with pytest.raises(storage.StorageAccessError) as error:
+    with pytest.raises(stores.StorageAccessError) as error:
         backfill(replay, store, tmp_path)
     message = str(error.value)
     assert f"S3 refused to write s3://{bucket}/lake/usa: AccessDenied (HTTP 403)" in message
@@ -145,8 +146,8 @@ def test_storage_wrong_secret_is_a_clear_authentication_error(
     use_s3_server(request, "ceph")
     bucket = new_bucket()
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "not-the-secret")
-    store = storage.S3Store(bucket, boto3.session.Session().client("s3"), PREFIX)
-    with pytest.raises(storage.StorageAccessError) as error:
+    store = stores.S3Store(bucket, boto3.session.Session().client("s3"), PREFIX)
+    with pytest.raises(stores.StorageAccessError) as error:
         store.preflight(PREFIX)
     assert "SignatureDoesNotMatch (HTTP 403)" in str(error.value)
     assert "check the credentials" in str(error.value)
@@ -166,7 +167,7 @@ def test_storage_unreachable_endpoint_is_refused_before_fetching(
     monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     # Two attempts instead of six: the backoff between attempts is all the test would spend
     # its time on, and botocore's retrying is not what is tested here.
-    monkeypatch.setattr(storage, "S3_MAX_ATTEMPTS", 2)
+    monkeypatch.setattr(stores, "S3_MAX_ATTEMPTS", 2)
     settings = load_settings(
         {"API_URL": replay.url, "BUCKET_NAME": "lake-bucket", "PREFIX": PREFIX}
     )
@@ -213,10 +214,10 @@ def test_storage_full_disk_stops_with_whole_files(
     mount_tmpfs, replay: ReplayServer, tmp_path: Path
 ) -> None:
     warehouse = mount_tmpfs("warehouse", 400)  # a January 2021 day is about 140 KB
-    store = storage.LocalStore(warehouse)
+    store = stores.LocalStore(warehouse)
     staging = tmp_path / "staging"  # on the ordinary disk, as Lambda's /tmp is
     staging.mkdir()
-    with pytest.raises(storage.StorageAccessError) as error:
+    with pytest.raises(stores.StorageAccessError) as error:
         backfill(replay, store, staging)
     message = str(error.value)
     assert f"cannot write under the warehouse {warehouse}" in message
@@ -239,8 +240,8 @@ def test_storage_full_staging_directory_stops_the_range(
     mount_tmpfs, any_s3_bucket: str, replay: ReplayServer
 ) -> None:
     staging = mount_tmpfs("tmp", 64)  # a January 2021 day is about 140 KB: none fits
-    store = storage.S3Store(any_s3_bucket, boto3.client("s3"), PREFIX)
-    with pytest.raises(storage.StorageAccessError) as error:
+    store = stores.S3Store(any_s3_bucket, boto3.client("s3"), PREFIX)
+    with pytest.raises(stores.StorageAccessError) as error:
         backfill(replay, store, staging)
     message = str(error.value)
     assert f"cannot write under the staging directory {staging}" in message
@@ -294,5 +295,5 @@ def test_storage_io_manager_rides_out_slowdown(
 )
 def test_storage_warehouse_that_is_a_file_is_refused(tmp_path: Path) -> None:
     (tmp_path / "warehouse").write_text("not a folder")
-    with pytest.raises(storage.StorageAccessError, match="a file stands where a folder belongs"):
-        storage.LocalStore(tmp_path / "warehouse").preflight(PREFIX)
+    with pytest.raises(stores.StorageAccessError, match="a file stands where a folder belongs"):
+        stores.LocalStore(tmp_path / "warehouse").preflight(PREFIX)

@@ -1,9 +1,10 @@
 """HTTP client for covid-api.com's `GET /reports` (contract: docs/covid_api_contract.md).
 
 One `requests.Session` per client (connections are reused across days and threads), an
-explicit (connect, read) timeout on every request, and one retry loop for everything that
-can pass: connection errors, timeouts, 429 and 5xx (honouring Retry-After), and bodies cut
-short in transit. Anything else fails the day at once with a message that says what came back.
+explicit (connect, read) timeout on every request, pagination that never leaves the API's
+origin, and one retry loop for everything that can pass: connection errors, timeouts, 429 and
+5xx (honouring Retry-After), and bodies cut short in transit (delays and the circuit breaker:
+core.retry). Anything else fails the day at once with a message that says what came back.
 
 This is the only retry budget of a run: the Dagster asset has no step retry policy on top, so
 the two never multiply. An API that refuses every connection from the start is reported within
@@ -14,14 +15,13 @@ the records, which `core.decode` does where the CPU is (see core.pipeline).
 """
 
 import datetime as dt
-import email.utils
 import json
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -31,6 +31,7 @@ from requests.adapters import HTTPAdapter
 
 from covid_pipeline.core.config import ConfigError, api_url_problems
 from covid_pipeline.core.countries import Countries, is_iso_code
+from covid_pipeline.core.retry import CircuitBreaker, RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +65,7 @@ class DayPayload:
     day: dt.date
     pages: tuple[bytes, ...]
 
-    def records(self) -> list[dict]:
+    def records(self) -> list[dict[str, Any]]:
         """The records as plain dicts (slow: for tests and for naming a bad field)."""
         return [record for page in self.pages for record in json.loads(page)]
 
@@ -76,22 +77,6 @@ class _Envelope(msgspec.Struct):
 
 
 _ENVELOPE = msgspec.json.Decoder(_Envelope)
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How often and how long to retry transient failures of one request."""
-
-    max_retries: int = 5
-    backoff_s: float = 0.5  # first delay; doubles each attempt, with +-50% jitter
-    max_delay_s: float = 60.0  # also caps a server's Retry-After
-    # Transient failures in a row, across all days, after which the API is taken to be down and
-    # the remaining days fail at once instead of each spending its whole retry budget.
-    circuit_breaker: int = 50
-    # An API that has never answered and refuses connections (or whose name does not resolve)
-    # for this long is taken to be down at once: nothing listens there, and waiting out every
-    # day's backoff would only delay the message. A restart shorter than this rides through.
-    unreachable_after_s: float = 3.0
 
 
 class _Transient(Exception):
@@ -134,12 +119,9 @@ class CovidApiClient:
         self.timeout = (connect_timeout_s, read_timeout_s)
         self.retry = retry
         # Injectable, so tests can see the delays without waiting them out.
-        self._sleep, self._clock = sleep, clock
+        self._sleep = sleep
         self._origin = urlsplit(self.base_url)[:2]
-        self._failures_in_a_row = 0
-        self._answered = False  # has the API ever answered this client (any status)?
-        self._refused_since: float | None = None  # first refused connection, while never answered
-        self._lock = threading.Lock()
+        self.circuit = CircuitBreaker(retry, clock)
         self._session = requests.Session()
         # One pooled connection per worker thread; urllib3's own retries stay off (ours log).
         adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
@@ -149,10 +131,7 @@ class CovidApiClient:
 
     def reset_circuit(self) -> None:
         """Forget earlier failures: a warm Lambda container must not inherit a tripped breaker."""
-        with self._lock:
-            self._failures_in_a_row = 0
-            self._answered = False
-            self._refused_since = None
+        self.circuit.reset()
 
     def close(self) -> None:
         """Close pooled connections."""
@@ -183,17 +162,18 @@ class CovidApiClient:
         for attempt in range(1, attempts + 1):
             if stop is not None and stop.is_set():
                 raise FetchStopped(day)
-            self._check_circuit(day)
+            why_open = self.circuit.why_open(self.base_url)
+            if why_open is not None:
+                raise ApiError(day, why_open, transient=True)
             try:
                 pages = self._fetch_pages(day, iso)
             except _Transient as failure:
-                with self._lock:
-                    self._failures_in_a_row += 1
+                self.circuit.failed()
                 if attempt == attempts:
                     raise ApiError(
                         day, f"{failure} (gave up after {attempts} attempts)", transient=True
                     ) from None
-                delay = self._delay(attempt, failure.retry_after)
+                delay = self.retry.delay(attempt, failure.retry_after)
                 log.warning(
                     "%s: %s; retrying in %.2fs (attempt %d of %d)",
                     day,
@@ -204,8 +184,7 @@ class CovidApiClient:
                 )
                 self._pause(delay, stop)
             else:
-                with self._lock:
-                    self._failures_in_a_row = 0
+                self.circuit.succeeded()
                 return DayPayload(day, pages)
         raise AssertionError("unreachable")
 
@@ -217,45 +196,11 @@ class CovidApiClient:
         else:
             time.sleep(seconds)
 
-    def _check_circuit(self, day: dt.date) -> None:
-        with self._lock:
-            failures, refused_since = self._failures_in_a_row, self._refused_since
-        if refused_since is not None and self._clock() - refused_since >= (
-            self.retry.unreachable_after_s
-        ):
-            raise ApiError(
-                day,
-                f"could not connect to {self.base_url}: it refused every connection for "
-                f"{self.retry.unreachable_after_s:g}s and never answered. Is the API up, and is "
-                "API_URL right?",
-                transient=True,
-            )
-        if failures >= self.retry.circuit_breaker:
-            raise ApiError(
-                day,
-                f"not tried: the API failed {failures} times in a row; is {self.base_url} up?",
-                transient=True,
-            )
-
-    def _delay(self, attempt: int, retry_after: float | None) -> float:
-        if retry_after is not None:
-            if retry_after > self.retry.max_delay_s:
-                log.warning(
-                    "server asked to wait %.0fs; waiting the %.0fs cap instead",
-                    retry_after,
-                    self.retry.max_delay_s,
-                )
-            return min(retry_after, self.retry.max_delay_s)
-        # Exponential backoff with jitter, so concurrent workers do not retry in lockstep.
-        delay = self.retry.backoff_s * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
-        return min(delay, self.retry.max_delay_s)
-
     def _fetch_pages(self, day: dt.date, iso: str | None) -> tuple[bytes, ...]:
         pages: list[bytes] = []
         url: str | None = f"{self.base_url}/reports"
-        params: dict[str, str] | None = {"date": day.isoformat()}
-        if iso is not None:
-            params["iso"] = iso
+        query = {"date": day.isoformat()} | ({"iso": iso} if iso is not None else {})
+        params: dict[str, str] | None = query
         seen: set[str] = set()
         while url is not None:
             if len(seen) >= _MAX_PAGES or url in seen:
@@ -290,10 +235,9 @@ class CovidApiClient:
             raise self._connection_failed(error) from None
         except requests.exceptions.ChunkedEncodingError:
             raise _Transient("connection broke while reading the body") from None
-        with self._lock:
-            self._answered, self._refused_since = True, None
+        self.circuit.answered()
         if response.status_code in _RETRY_STATUSES:
-            retry_after = _retry_after_seconds(response.headers.get("Retry-After"))
+            retry_after = retry_after_seconds(response.headers.get("Retry-After"))
             raise _Transient(f"HTTP {response.status_code}", retry_after)
         if response.status_code != 200:
             raise ApiError(
@@ -324,25 +268,8 @@ class CovidApiClient:
             cause = "connection refused" if "refused" in str(reason) else "could not connect"
         else:
             return _Transient(f"connection failed ({type(error).__name__})")
-        with self._lock:  # nothing listens there yet: start (or keep) the unreachable clock
-            if not self._answered and self._refused_since is None:
-                self._refused_since = self._clock()
+        self.circuit.refused()
         return _Transient(f"{cause} ({urlsplit(self.base_url).netloc})")
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After is either delay-seconds or an HTTP date (RFC 9110 section 10.2.3)."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max((when - dt.datetime.now(dt.timezone.utc)).total_seconds(), 0.0)
 
 
 def _tls_reason(error: Exception) -> str:

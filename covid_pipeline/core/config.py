@@ -1,34 +1,276 @@
-"""Settings: read from the environment once, validated together, frozen.
+"""Settings: one table of every variable, read from the environment once, validated together.
 
-Every entry point (Dagster definitions, the demo, later the Lambda handler) calls
-`load_settings()`, so a variable means the same thing everywhere and one bad value is
-reported together with every other bad value, before anything is fetched or written.
-AWS credentials, region and endpoint are not settings: boto3 reads them itself
-(AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_S3, an IAM role).
+`VARIABLES` is the one place a variable is described: its name, type, default, bounds and
+help. `load_settings` reads and checks them all from it, so one bad value is reported together
+with every other one, before anything is fetched or written; `.env.example` and the README's
+table are written from it (`python -m covid_pipeline.core.config`), and a test fails when they
+disagree. Every entry point (the Dagster definitions, the Lambda handler, the query command)
+calls `load_settings`, so a variable means the same thing everywhere. AWS credentials, region
+and endpoint are not settings: boto3 reads them itself.
 """
 
 import ipaddress
 import os
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+import sys
+import textwrap
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 from covid_pipeline.core.countries import Countries
 
-DEFAULT_API_URL = "https://covid-api.com/api"
-DEFAULT_ISO_CODE = "USA"
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_=.-]+$")
 _GLUE_NAME = re.compile(r"^[a-z0-9_]{1,255}$")
 _CRAWLER_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,255}$")
+
+CATALOG_MODES = ("local", "glue_partitions", "glue_projection", "glue_crawler")
+EXECUTION_MODES = ("local", "lambda")
 
 
 class ConfigError(ValueError):
     """One or more settings are invalid; the message lists every problem."""
 
 
-CATALOG_MODES = ("local", "glue_partitions", "glue_projection", "glue_crawler")
+# A variable's check: its value as given (stripped, not empty) -> (value to use, problems).
+Parse = Callable[[str, str], tuple[Any, list[str]]]
+
+
+@dataclass(frozen=True)
+class Variable:
+    """One environment variable: what it means, its type and bounds, its default.
+
+    `attribute` is the Settings field it sets (None: read by another library, listed so the
+    docs name it). `default` is what `.env.example` shows; "" means unset (derived or none).
+    """
+
+    name: str
+    attribute: str | None
+    help: str
+    group: str
+    default: str = ""
+    example: str = ""
+    kind: type = str
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[str, ...] = ()
+    auto: bool = False  # "auto" (any case) means the default
+    check: Parse | None = None
+    commented: bool = False  # shown commented out in .env.example (read by another library)
+
+
+def _api_url(name: str, text: str) -> tuple[str, list[str]]:
+    url = text.rstrip("/")
+    return url, api_url_problems(url)
+
+
+def _iso_code(name: str, text: str) -> tuple[str, list[str]]:
+    try:
+        return Countries.parse(text).label, []  # canonical: upper case, sorted, unique
+    except ValueError as error:
+        return text, [str(error)]
+
+
+def _bucket(name: str, text: str) -> tuple[str, list[str]]:
+    return text, _bucket_name_problems(text)
+
+
+def _prefix(name: str, text: str) -> tuple[str, list[str]]:
+    prefix, problem = normalise_prefix(text)
+    return prefix, [problem] if problem else []
+
+
+def _glue_name(name: str, text: str) -> tuple[str, list[str]]:
+    if _GLUE_NAME.match(text):
+        return text, []
+    return text, [
+        f"{name} {text!r} must be lowercase letters, digits and underscores "
+        "(names Athena can query without quoting)"
+    ]
+
+
+def _crawler(name: str, text: str) -> tuple[str, list[str]]:
+    ok = _CRAWLER_NAME.match(text)
+    return text, [] if ok else [f"{name} {text!r} is not a valid crawler name"]
+
+
+def _s3_uri(name: str, text: str) -> tuple[str, list[str]]:
+    ok = text.startswith("s3://")
+    return text, [] if ok else [f"{name} {text!r} must be an s3:// URI"]
+
+
+_DESIGN, _LOCAL, _CATALOG = "The design's four", "Local storage", "Catalog"
+_THROUGHPUT, _LAMBDA, _OTHERS = "Throughput and patience", "Lambda", "Read by other libraries"
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "API_URL", "api_url",
+        "Base URL of the COVID-19 Statistics API, or of the replay API (`make replay`): http or "
+        "https, without user:password, ?query or #fragment. Certificates are always verified.",
+        _DESIGN, default="https://covid-api.com/api", example="http://127.0.0.1:8000/api",
+        check=_api_url,
+    ),
+    Variable(
+        "ISO_CODE", "iso_code",
+        "The countries: one ISO 3166-1 alpha-3 code, a comma-separated list (order and "
+        "duplicates do not matter) or ALL (the whole world, one request a day). A day's "
+        "countries go into that day's one file.",
+        _DESIGN, default="USA", example="USA,CAN,MEX", check=_iso_code,
+    ),
+    Variable(
+        "BUCKET_NAME", "bucket_name",
+        "S3 bucket to write to; empty writes under WAREHOUSE_DIR.",
+        _DESIGN, example="my-data-lake", check=_bucket,
+    ),
+    Variable(
+        "PREFIX", "prefix",
+        "Folder above the date=YYYY-MM-DD/ partitions; it holds one country set. Default: "
+        "covid_daily_reports/<set> (usa, can_mex_usa, all). Outer slashes are stripped; '..', "
+        "'.', '//' and date= segments are refused.",
+        _DESIGN, example="raw/covid/usa", check=_prefix,
+    ),
+    Variable(
+        "WAREHOUSE_DIR", "warehouse_dir",
+        "The local root, used when BUCKET_NAME is empty.",
+        _LOCAL, default="warehouse", example="/data/lake",
+    ),
+    Variable(
+        "CATALOG_MODE", "catalog_mode",
+        "How covid_catalog_table makes the data queryable: local (DuckDB), glue_partitions "
+        "(register date= folders in Glue), glue_projection (Athena's partition projection) or "
+        "glue_crawler (run the crawler). auto: local without a bucket; with one, glue_crawler "
+        "if GLUE_CRAWLER_NAME is set, else glue_partitions.",
+        _CATALOG, default="auto", example="glue_crawler", choices=CATALOG_MODES, auto=True,
+    ),
+    Variable(
+        "CATALOG_PATH", "catalog_path",
+        "DuckDB file of the local catalog. Default: <WAREHOUSE_DIR>/catalog.duckdb.",
+        _CATALOG,
+    ),
+    Variable(
+        "GLUE_DATABASE", "glue_database",
+        "Glue database. Lowercase letters, digits and underscores.",
+        _CATALOG, default="covid", check=_glue_name,
+    ),
+    Variable(
+        "GLUE_TABLE", "glue_table",
+        "Glue table, and the DuckDB view locally. Default: covid_daily_reports_<set>, as PREFIX.",
+        _CATALOG, check=_glue_name,
+    ),
+    Variable(
+        "GLUE_CRAWLER_NAME", "glue_crawler_name",
+        "The crawler of glue_crawler mode (infra/template.yaml creates covid-daily-reports).",
+        _CATALOG, example="covid-daily-reports", check=_crawler,
+    ),
+    Variable(
+        "CRAWLER_POLL_INTERVAL", "crawler_poll_interval_s",
+        "Seconds between get_crawler polls.",
+        _CATALOG, default="15", kind=float, low=0, high=600,
+    ),
+    Variable(
+        "CRAWLER_TIMEOUT", "crawler_timeout_s",
+        "Seconds a crawl may take before it is stopped.",
+        _CATALOG, default="1800", kind=float, low=1, high=86400,
+    ),
+    Variable(
+        "ATHENA_WORKGROUP", "athena_workgroup",
+        "Workgroup of `covid-pipeline query --athena` (its results location and scan cutoff "
+        "apply).",
+        _CATALOG, default="primary",
+    ),
+    Variable(
+        "ATHENA_OUTPUT_LOCATION", "athena_output_location",
+        "Where Athena's results go, only if the workgroup sets none.",
+        _CATALOG, example="s3://my-data-lake/athena-results/", check=_s3_uri,
+    ),
+    Variable(
+        "FETCH_CONCURRENCY", "fetch_concurrency",
+        "Requests in flight at once: the API's budget. 8 is polite to a public API.",
+        _THROUGHPUT, default="8", example="16", kind=int, low=1, high=64,
+    ),
+    Variable(
+        "WRITE_CONCURRENCY", "write_concurrency",
+        "Days encoded and written at once (an S3 client pools 10 connections).",
+        _THROUGHPUT, default="8", kind=int, low=1, high=10,
+    ),
+    Variable(
+        "CPU_WORKERS", "cpu_workers",
+        "Processes that decode the days' JSON; 0: one thread beside the fetches. auto: one per "
+        "CPU but one (up to 4) for ranges of 120 days or more on more than one CPU; 0 in AWS "
+        "Lambda, which cannot run them.",
+        _THROUGHPUT, default="auto", example="0", kind=int, low=0, high=16, auto=True,
+    ),
+    Variable(
+        "HTTP_CONNECT_TIMEOUT", "http_connect_timeout_s",
+        "Seconds to wait for a connection.",
+        _THROUGHPUT, default="5", kind=float, low=0.01, high=300,
+    ),
+    Variable(
+        "HTTP_READ_TIMEOUT", "http_read_timeout_s",
+        "Seconds to wait for an answer.",
+        _THROUGHPUT, default="30", kind=float, low=0.01, high=600,
+    ),
+    Variable(
+        "HTTP_MAX_RETRIES", "http_max_retries",
+        "Retries of a request after a timeout, connection error, 429 or 5xx: the run's only "
+        "retry budget (an API that refuses every connection from the start fails after 3 s).",
+        _THROUGHPUT, default="5", kind=int, low=0, high=20,
+    ),
+    Variable(
+        "HTTP_BACKOFF", "http_backoff_s",
+        "First backoff in seconds; it doubles each retry, with jitter.",
+        _THROUGHPUT, default="0.5", kind=float, low=0, high=60,
+    ),
+    Variable(
+        "MAX_DAYS_PER_INVOCATION", "max_days_per_invocation",
+        "The Lambda handler refuses longer ranges up front.",
+        _LAMBDA, default="1143", example="400", kind=int, low=1, high=1143,
+    ),
+    Variable(
+        "EXECUTION_MODE", "execution_mode",
+        "local: the daily asset fetches and writes in Dagster's process. lambda: it fans its "
+        "range out to LAMBDA_FUNCTION_NAME (needs BUCKET_NAME).",
+        _LAMBDA, default="local", example="lambda", choices=EXECUTION_MODES,
+    ),
+    Variable(
+        "LAMBDA_FUNCTION_NAME", "lambda_function_name",
+        "The function of EXECUTION_MODE=lambda.",
+        _LAMBDA, example="covid-daily-reports-backfill",
+    ),
+    Variable(
+        "LAMBDA_CHUNK_DAYS", "lambda_chunk_days",
+        "Days per invocation (each answer must fit the 4 KB log tail Lambda returns).",
+        _LAMBDA, default="31", kind=int, low=1, high=60,
+    ),
+    Variable(
+        "LAMBDA_PARALLELISM", "lambda_parallelism",
+        "Invocations at once.",
+        _LAMBDA, default="4", kind=int, low=1, high=64,
+    ),
+    Variable(
+        "REQUESTS_CA_BUNDLE", None,
+        "Read by requests: the CA bundle (PEM) to verify the API's certificate against, e.g. "
+        "behind a TLS-inspecting proxy. Verification is never turned off.",
+        _OTHERS, example="/etc/ssl/certs/proxy-ca.pem", commented=True,
+    ),
+    Variable(
+        "AWS_PROFILE", None,
+        "Read by boto3: credentials come from its chain (a profile, an IAM role), never from "
+        "this project's settings.",
+        _OTHERS, commented=True,
+    ),
+    Variable(
+        "AWS_REGION", None, "Read by boto3.", _OTHERS, default="us-east-1",
+    ),
+    Variable(
+        "AWS_ENDPOINT_URL_S3", None,
+        "Read by boto3: any S3-compatible server (MinIO, Ceph RGW, moto).",
+        _OTHERS, example="http://127.0.0.1:9000", commented=True,
+    ),
+)  # fmt: skip
+_BY_NAME = {variable.name: variable for variable in VARIABLES}
 
 
 @dataclass(frozen=True)
@@ -36,11 +278,13 @@ class Settings:
     """Where to fetch from, which country, where to write and catalog, and how hard to try.
 
     Empty strings mean "derive the default": the prefix, Glue table and DuckDB path follow the
-    country and the warehouse, and the catalog mode follows whether a bucket and a crawler are set.
+    country and the warehouse, and the catalog mode follows whether a bucket and a crawler are
+    set. `from_environment` maps each field that was read verbatim from the process
+    environment to its variable: Dagster resources take those through `dg.EnvVar`.
     """
 
-    api_url: str = DEFAULT_API_URL
-    iso_code: str = DEFAULT_ISO_CODE
+    api_url: str = "https://covid-api.com/api"
+    iso_code: str = "USA"
     bucket_name: str | None = None
     prefix: str = ""
     warehouse_dir: str = "warehouse"
@@ -60,11 +304,12 @@ class Settings:
     crawler_timeout_s: float = 1800.0
     athena_workgroup: str = "primary"
     athena_output_location: str | None = None
-    max_days_per_invocation: int = 1143  # the Lambda refuses larger ranges up front
-    execution_mode: str = "local"  # or "lambda": the daily asset fans out to Lambda
+    max_days_per_invocation: int = 1143
+    execution_mode: str = "local"
     lambda_function_name: str | None = None
     lambda_chunk_days: int = 31
     lambda_parallelism: int = 4
+    from_environment: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
         slug = self.countries.slug
@@ -101,7 +346,7 @@ class Settings:
 def load_settings(
     env: Mapping[str, str] | None = None, *, required: tuple[str, ...] = ()
 ) -> Settings:
-    """Read and validate every setting from `env` (default: the process environment).
+    """Read and validate every variable of `VARIABLES` from `env` (default: the environment).
 
     `required` names variables this entry point cannot do without (the Lambda needs
     BUCKET_NAME); a missing one is reported with every other problem.
@@ -109,120 +354,88 @@ def load_settings(
     Raises:
         ConfigError: listing every invalid variable with what to do about it.
     """
+    process_environment = env is None
     env = os.environ if env is None else env
-    problems: list[str] = []
-
-    def get(name: str) -> str | None:
-        value = env.get(name, "").strip()
-        return value or None
-
-    problems += [f"{name} is required here but not set" for name in required if not get(name)]
-
-    api_url = (get("API_URL") or DEFAULT_API_URL).rstrip("/")
-    problems += api_url_problems(api_url)
-
-    iso_code = get("ISO_CODE") or DEFAULT_ISO_CODE
-    try:
-        iso_code = Countries.parse(iso_code).label  # canonical: upper case, sorted, unique
-    except ValueError as error:
-        problems.append(str(error))
-
-    bucket_name = get("BUCKET_NAME")
-    if bucket_name is not None:
-        problems.extend(_bucket_name_problems(bucket_name))
-
-    prefix = get("PREFIX")
-    if prefix is not None:
-        prefix, problem = normalise_prefix(prefix)
-        problems.extend([problem] if problem else [])
-
-    catalog_mode = (get("CATALOG_MODE") or "").lower()
-    if catalog_mode not in ("", "auto", *CATALOG_MODES):
-        problems.append(
-            f"CATALOG_MODE {catalog_mode!r} must be one of auto, {', '.join(CATALOG_MODES)}"
-        )
-    catalog_mode = "" if catalog_mode == "auto" else catalog_mode
-    if catalog_mode.startswith("glue") and not bucket_name:
-        problems.append(f"CATALOG_MODE {catalog_mode} needs BUCKET_NAME: Glue catalogs S3 data")
-    crawler = get("GLUE_CRAWLER_NAME")
-    if catalog_mode == "glue_crawler" and not crawler:
-        problems.append("CATALOG_MODE glue_crawler needs GLUE_CRAWLER_NAME")
-    if crawler is not None and not _CRAWLER_NAME.match(crawler):
-        problems.append(f"GLUE_CRAWLER_NAME {crawler!r} is not a valid crawler name")
-    for name in ("GLUE_DATABASE", "GLUE_TABLE"):
-        value = get(name)
-        if value is not None and not _GLUE_NAME.match(value):
-            problems.append(
-                f"{name} {value!r} must be lowercase letters, digits and underscores "
-                "(names Athena can query without quoting)"
-            )
-    execution_mode = (get("EXECUTION_MODE") or "local").lower()
-    if execution_mode not in ("local", "lambda"):
-        problems.append(f"EXECUTION_MODE {execution_mode!r} must be local or lambda")
-    function_name = get("LAMBDA_FUNCTION_NAME")
-    if execution_mode == "lambda" and not function_name:
-        problems.append("EXECUTION_MODE lambda needs LAMBDA_FUNCTION_NAME")
-    if execution_mode == "lambda" and not bucket_name:
-        problems.append("EXECUTION_MODE lambda needs BUCKET_NAME: the function writes to S3")
-    output = get("ATHENA_OUTPUT_LOCATION")
-    if output is not None and not output.startswith("s3://"):
-        problems.append(f"ATHENA_OUTPUT_LOCATION {output!r} must be an s3:// URI")
-
-    numbers = {
-        "FETCH_CONCURRENCY": (int, 1, 64, "fetch_concurrency"),
-        "CPU_WORKERS": (int, 0, 16, "cpu_workers"),
-        # The IO manager's S3 client (dagster-aws S3Resource) pools 10 connections.
-        "WRITE_CONCURRENCY": (int, 1, 10, "write_concurrency"),
-        "HTTP_CONNECT_TIMEOUT": (float, 0.01, 300, "http_connect_timeout_s"),
-        "HTTP_READ_TIMEOUT": (float, 0.01, 600, "http_read_timeout_s"),
-        "HTTP_MAX_RETRIES": (int, 0, 20, "http_max_retries"),
-        "HTTP_BACKOFF": (float, 0, 60, "http_backoff_s"),
-        "CRAWLER_POLL_INTERVAL": (float, 0, 600, "crawler_poll_interval_s"),
-        "CRAWLER_TIMEOUT": (float, 1, 86400, "crawler_timeout_s"),
-        "MAX_DAYS_PER_INVOCATION": (int, 1, 1143, "max_days_per_invocation"),
-        # Each chunk's report must fit the 4 KB log tail Lambda returns: about 60 days at most.
-        "LAMBDA_CHUNK_DAYS": (int, 1, 60, "lambda_chunk_days"),
-        "LAMBDA_PARALLELISM": (int, 1, 64, "lambda_parallelism"),
-    }
-    parsed: dict[str, float] = {}
-    for name, (kind, low, high, attribute) in numbers.items():
-        text = get(name)
-        if text is None or (name == "CPU_WORKERS" and text.lower() == "auto"):
+    problems = [
+        f"{name} is required here but not set" for name in required if not env.get(name, "").strip()
+    ]
+    values: dict[str, Any] = {}
+    verbatim: dict[str, str] = {}
+    for variable in VARIABLES:
+        text = env.get(variable.name, "").strip()
+        if variable.attribute is None or not text:
             continue
-        try:
-            value = kind(text)
-        except ValueError:
-            what = "a whole number" if kind is int else "a number"
-            also = " or auto" if name == "CPU_WORKERS" else ""
-            problems.append(f"{name} {text!r} must be {what}{also}")
-            continue
-        if not low <= value <= high:
-            problems.append(f"{name} {text} must be between {low} and {high}")
-            continue
-        parsed[attribute] = value
-
+        value, found = _parse(variable, text)
+        problems += found
+        if not found and value is not None:
+            values[variable.attribute] = value
+            if process_environment and str(value) == text:
+                verbatim[variable.attribute] = variable.name
+    problems += _combination_problems(values)
     if problems:
         raise ConfigError(
             "Invalid settings (fix the environment or .env, see .env.example):\n  - "
             + "\n  - ".join(problems)
         )
-    return Settings(
-        api_url=api_url,
-        iso_code=iso_code,
-        bucket_name=bucket_name,
-        prefix=prefix or "",
-        warehouse_dir=get("WAREHOUSE_DIR") or "warehouse",
-        catalog_mode=catalog_mode,
-        catalog_path=get("CATALOG_PATH") or "",
-        glue_database=get("GLUE_DATABASE") or "covid",
-        glue_table=get("GLUE_TABLE") or "",
-        glue_crawler_name=crawler,
-        athena_workgroup=get("ATHENA_WORKGROUP") or "primary",
-        athena_output_location=output,
-        execution_mode=execution_mode,
-        lambda_function_name=function_name,
-        **parsed,  # type: ignore[arg-type]
-    )
+    return Settings(**values, from_environment=verbatim)
+
+
+def _parse(variable: Variable, text: str) -> tuple[Any, list[str]]:
+    """`text` as the variable's value (None: its default), and what is wrong with it."""
+    name = variable.name
+    if variable.auto and text.lower() == "auto":
+        return None, []
+    if variable.choices:
+        value = text.lower()
+        if value in variable.choices:
+            return value, []
+        options = ("auto", *variable.choices) if variable.auto else variable.choices
+        allowed = " or ".join(options) if len(options) == 2 else f"one of {', '.join(options)}"
+        return None, [f"{name} {value!r} must be {allowed}"]
+    if variable.kind in (int, float):
+        try:
+            number = variable.kind(text)
+        except ValueError:
+            what = "a whole number" if variable.kind is int else "a number"
+            return None, [f"{name} {text!r} must be {what}{' or auto' if variable.auto else ''}"]
+        assert variable.low is not None and variable.high is not None
+        if not variable.low <= number <= variable.high:
+            low, high = _number(variable.low), _number(variable.high)
+            return None, [f"{name} {text} must be between {low} and {high}"]
+        return number, []
+    if variable.check is not None:
+        return variable.check(name, text)
+    return text, []
+
+
+def _number(bound: float) -> str:
+    return f"{bound:g}"
+
+
+def _combination_problems(values: Mapping[str, Any]) -> list[str]:
+    """What the values cannot do together (each was fine alone)."""
+    bucket = values.get("bucket_name")
+    catalog_mode = values.get("catalog_mode") or ""
+    execution_mode = values.get("execution_mode", "local")
+    rules = [
+        (
+            catalog_mode.startswith("glue") and not bucket,
+            f"CATALOG_MODE {catalog_mode} needs BUCKET_NAME: Glue catalogs S3 data",
+        ),
+        (
+            catalog_mode == "glue_crawler" and not values.get("glue_crawler_name"),
+            "CATALOG_MODE glue_crawler needs GLUE_CRAWLER_NAME",
+        ),
+        (
+            execution_mode == "lambda" and not values.get("lambda_function_name"),
+            "EXECUTION_MODE lambda needs LAMBDA_FUNCTION_NAME",
+        ),
+        (
+            execution_mode == "lambda" and not bucket,
+            "EXECUTION_MODE lambda needs BUCKET_NAME: the function writes to S3",
+        ),
+    ]
+    return [message for broken, message in rules if broken]
 
 
 def api_url_problems(url: str) -> list[str]:
@@ -286,3 +499,44 @@ def _bucket_name_problems(name: str) -> list[str]:
     except ValueError:
         return []
     return [f"BUCKET_NAME {name!r} must not look like an IP address"]
+
+
+def env_example() -> str:
+    """`.env.example`, written from VARIABLES."""
+    lines = [
+        "# Written from covid_pipeline/core/config.py (`make env-example`); do not edit by hand.",
+        "# Copy to .env (git ignores it): `dagster dev` and `dagster asset materialize` read it",
+        "# from the working directory. Every variable is optional: the defaults fetch the real",
+        "# API into ./warehouse.",
+    ]
+    group = None
+    for variable in VARIABLES:
+        if variable.group != group:
+            group = variable.group
+            lines += ["", f"# --- {group} " + "-" * (93 - len(group))]
+        lines += textwrap.wrap(_help(variable), 98, initial_indent="# ", subsequent_indent="# ")
+        value = variable.default or ("" if not variable.commented else variable.example)
+        lines.append(f"{'# ' if variable.commented else ''}{variable.name}={value}")
+    return "\n".join(lines) + "\n"
+
+
+def readme_table() -> str:
+    """The README's table of variables, written from VARIABLES."""
+    rows = ["| variable | meaning | default | example |", "| --- | --- | --- | --- |"]
+    for variable in VARIABLES:
+        default = f"`{variable.default}`" if variable.default else "(unset)"
+        example = f"`{variable.example}`" if variable.example else ""
+        rows.append(f"| `{variable.name}` | {_help(variable)} | {default} | {example} |")
+    return "\n".join(rows) + "\n"
+
+
+def _help(variable: Variable) -> str:
+    bounds = ""
+    if variable.kind in (int, float) and variable.low is not None and variable.high is not None:
+        bounds = f" ({_number(variable.low)}-{_number(variable.high)})"
+    return variable.help.rstrip(".") + bounds + "."
+
+
+if __name__ == "__main__":
+    # `python -m covid_pipeline.core.config env-example|readme-table`: the docs, from the table.
+    sys.stdout.write({"env-example": env_example, "readme-table": readme_table}[sys.argv[1]]())

@@ -102,10 +102,10 @@ def _wait_until_ready(
     poll_interval_s: float,
     sleep: Callable[[float], None],
     clock: Callable[[], float],
-) -> dict:
+) -> dict[str, Any]:
     """Poll until the crawler is READY with a crawl newer than `previous_start`."""
     while True:
-        crawler = _call(glue.get_crawler, Name=name)["Crawler"]
+        crawler: dict[str, Any] = _call(glue.get_crawler, Name=name)["Crawler"]
         last_start = (crawler.get("LastCrawl") or {}).get("StartTime")
         # READY with the old LastCrawl means our crawl has not started yet: keep waiting.
         if crawler["State"] == "READY" and (previous_start is None or last_start != previous_start):
@@ -119,7 +119,7 @@ def _wait_until_ready(
         sleep(poll_interval_s)
 
 
-def _metrics(glue: Any, name: str) -> dict:
+def _metrics(glue: Any, name: str) -> dict[str, Any]:
     try:
         metrics = glue.get_crawler_metrics(CrawlerNameList=[name])["CrawlerMetricsList"]
     except ClientError as error:
@@ -129,9 +129,10 @@ def _metrics(glue: Any, name: str) -> dict:
     return metrics[0] if metrics else {}
 
 
-def _call(method: Callable[..., dict], **kwargs: Any) -> dict:
+def _call(method: Callable[..., dict[str, Any]], **kwargs: Any) -> dict[str, Any]:
     try:
-        return method(**kwargs)
+        answer: dict[str, Any] = method(**kwargs)
+        return answer
     except ClientError as error:
         code = error.response.get("Error", {}).get("Code", "?")
         if code != "CrawlerRunningException":

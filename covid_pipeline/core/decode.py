@@ -1,8 +1,8 @@
 """The API's JSON bytes -> a day's table, fast, with exactly the rules of `transform.to_table`.
 
-A US day carries about 3,200 counties (~640 KB of JSON). Parsing that into dicts and coercing
-value by value costs ~10 ms of CPU per day; at the whole history that is what a backfill spends
-its time on. Here msgspec decodes straight into typed Structs, validating as it parses (its lax
+A US day carries about 3,200 counties. Parsing that into dicts and coercing value by value is
+what a backfill of the whole history would spend its time on (docs/performance.md has the
+figures). Here msgspec decodes straight into typed Structs, validating as it parses (its lax
 mode accepts numbers sent as strings, and integer `0` for a float, as `to_table` does), and the
 columns are built in one pass per field.
 

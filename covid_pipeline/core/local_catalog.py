@@ -13,7 +13,7 @@ from typing import Any
 
 import duckdb
 
-from covid_pipeline.core.storage import FILE_NAME
+from covid_pipeline.core.layout import FILE_NAME
 
 
 class LocalCatalogError(RuntimeError):

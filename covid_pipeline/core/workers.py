@@ -1,6 +1,6 @@
 """Where a day's CPU work (decoding and checking its JSON) runs: worker processes, or threads.
 
-Once days are heavy (a US day: ~3,200 counties, ~640 KB of JSON) a backfill is bound by CPU,
+Once days are heavy (a US day: ~3,200 counties) a backfill is bound by CPU,
 not by the API's latency, and threads share one core through the GIL. So on a machine with
 more than one CPU, a long range decodes in worker processes while the main process fetches,
 writes and records. A short range does not repay starting them, and AWS Lambda cannot run

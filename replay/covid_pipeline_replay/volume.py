@@ -1,7 +1,7 @@
 """The replay's load profile: every US day at the real API's volume. For speed and memory only.
 
 The bundled JHU data nests US counties (`region.cities`) on only 56 of the 1143 days; the real
-API sends every US state with its ~3,200 counties (~640-700 KB of JSON) on every day from
+API sends every US state with its ~3,200 counties on every day from
 2020-03-22. This profile serves such a day for every US day from then on: the real county
 records of one of the 44 bundled days that list every county (late March 2020, January and
 early February 2021), taken in turn, re-dated to the day asked for.
@@ -14,7 +14,7 @@ import functools
 import json
 
 from covid_pipeline.core.dates import LAST_DAY
-from covid_pipeline.replay import jhu
+from covid_pipeline_replay import jhu
 
 PROFILES = ("fixture", "volume")
 FIRST_COUNTY_DAY = dt.date(2020, 3, 22)  # the real API nests US counties from this day on

@@ -1,6 +1,6 @@
 """The offline demo: replay API -> `dagster asset materialize` -> ./warehouse -> SQL.
 
-`python -m covid_pipeline.demo` starts the replay API (real JHU CSSE data) on a free port,
+`python -m covid_pipeline_replay.demo` starts the replay API (real JHU CSSE data) on a free port,
 backfills a month for one country and catalogs it, with the same CLI command a user would
 type, then prints the files it wrote and answers a question from them with SQL. Runs are
 recorded in ./.dagster_home, so `make dev` shows them in the UI.
@@ -13,15 +13,17 @@ import sys
 from pathlib import Path
 
 from covid_pipeline.cli import format_table
-from covid_pipeline.core import local_catalog, storage
+from covid_pipeline.core import layout, local_catalog, storage, stores
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range, parse_day
-from covid_pipeline.replay.server import ReplayServer
+from covid_pipeline_replay.server import ReplayServer
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo; returns the process exit code."""
-    parser = argparse.ArgumentParser(prog="python -m covid_pipeline.demo", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m covid_pipeline_replay.demo", description=__doc__
+    )
     parser.add_argument("--start", default="2020-04-01", help="first day (YYYY-MM-DD)")
     parser.add_argument("--end", default="2020-04-30", help="last day (YYYY-MM-DD)")
     parser.add_argument("--iso", default="USA", help="country, ISO 3166-1 alpha-3")
@@ -56,12 +58,12 @@ def main(argv: list[str] | None = None) -> int:
             _say("The backfill failed; the log above says which days and why.")
             return 1
 
-    store = storage.LocalStore(settings.warehouse_dir)
+    store = stores.LocalStore(settings.warehouse_dir)
     _say(f"\n{'day':<12}{'rows':>6}{'bytes':>10}  file")
     written = 0
     for day in days:
         table = storage.read_day(store, settings.prefix, day.isoformat())
-        key = storage.partition_key(settings.prefix, day.isoformat())
+        key = layout.partition_key(settings.prefix, day.isoformat())
         if table is None:
             _say(f"{day!s:<12}{'-':>6}{'-':>10}  (no data that day: skipped)")
             continue

@@ -30,7 +30,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from covid_pipeline.replay import jhu, volume
+from covid_pipeline_replay import jhu, volume
 
 FaultKind = Literal[
     "status",  # answer `status` (with `retry_after`, if given) instead of the data
@@ -96,6 +96,10 @@ class ReplayServer:
         if profile not in volume.PROFILES:
             raise ValueError(f"profile {profile!r} must be one of {', '.join(volume.PROFILES)}")
         self.profile = profile
+        if profile == "volume":
+            # Which bundled days stand in for the others: built once, here. Left to the first
+            # requests, every one of them would build it at once, past their read timeout.
+            volume.county_days()
         self.latency_s = latency_s
         self.page_size = page_size
         # Base of pagination links; None uses the request's Host, as the real API does.

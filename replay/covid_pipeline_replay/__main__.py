@@ -1,4 +1,4 @@
-"""Run the replay API: `python -m covid_pipeline.replay --port 8000 [--latency-ms 100]`."""
+"""Run the replay API: `python -m covid_pipeline_replay --port 8000 [--latency-ms 100]`."""
 
 import argparse
 import json
@@ -6,12 +6,12 @@ import logging
 import signal
 import threading
 
-from covid_pipeline.replay.server import Fault, ReplayServer
+from covid_pipeline_replay.server import Fault, ReplayServer
 
 
 def main(argv: list[str] | None = None) -> None:
     """Parse flags, start the server and serve until interrupted."""
-    parser = argparse.ArgumentParser(prog="python -m covid_pipeline.replay", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m covid_pipeline_replay", description=__doc__)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="delay before each answer")
