@@ -55,6 +55,9 @@ PROJECT = ("naive", "core", "cli")
 PEERS = ("pyarrow_per_day", "pyarrow_dataset", "awswrangler", "dlt")
 PROFILES = ("volume", "fixture")
 MONTH = (dt.date(2021, 1, 1), dt.date(2021, 1, 31))  # the heaviest month: for memory growth
+DEFAULT_OUT = ROOT / "benchmarks" / "results.json"
+PERFORMANCE_DOC = ROOT / "docs" / "performance.md"
+_BLOCK_START, _BLOCK_END = "<!-- bench:start -->\n", "<!-- bench:end -->"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--no-countries", action="store_true", help="no world and country-list variants"
     )
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument(
+        "--show", action="store_true", help="print --out's figures as Markdown tables; run nothing"
+    )
     parser.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant
     args = parser.parse_args(argv)
+    if args.show:
+        sys.stdout.write(markdown(json.loads(args.out.read_text())))
+        return 0
     last = LAST_DAY if not args.days else args.start + dt.timedelta(days=args.days - 1)
     first, last = args.start, min(last, LAST_DAY)
     if args.variant:
@@ -219,8 +228,9 @@ def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> di
 
     `iso` is ISO_CODE's value: one code, a list, or ALL (the replay's unfiltered query).
     """
+    from covid_pipeline_replay import jhu, volume
+
     from covid_pipeline.core.countries import Countries
-    from covid_pipeline.replay import jhu, volume
 
     reports = volume.reports if profile == "volume" else jhu.reports
     queries = [query or "" for query in Countries.parse(iso).queries]
@@ -305,6 +315,11 @@ def orchestrate(args: argparse.Namespace, first: dt.date, last: dt.date) -> int:
         report["profiles"][profile] = run_profile(args, profile, first, last, variants + peers)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _say(f"\nwrote {args.out}")
+    if args.out == DEFAULT_OUT:  # the figures the docs show are this run's, never retyped
+        text = PERFORMANCE_DOC.read_text()
+        start, end = text.index(_BLOCK_START) + len(_BLOCK_START), text.index(_BLOCK_END)
+        PERFORMANCE_DOC.write_text(text[:start] + markdown(report) + text[end:])
+        _say(f"wrote its figures into {PERFORMANCE_DOC}")
     return 0
 
 
@@ -416,6 +431,42 @@ def _summarise(profile: str, floor: float, results: dict[str, dict[str, Any]]) -
             "targets": {k: {"value": v, "met": m} for k, (v, m) in targets.items()}}  # fmt: skip
 
 
+def markdown(report: dict[str, Any]) -> str:
+    """A saved run's figures as Markdown: a table and the targets per profile."""
+    settings = report["settings"]
+    lines = [
+        f"Measured {report['when'][:10]} on {report['machine']['cpus']} CPUs, Python "
+        f"{report['machine']['python']}: {settings['iso']} {settings['first_day']}.."
+        f"{settings['last_day']}, replay latency {settings['latency_ms']:g} ms, "
+        f"{settings['concurrency']} requests in flight.",
+    ]
+    for profile, summary in report["profiles"].items():
+        results = summary["results"]
+        cli = results.get("cli", {}).get("wall_s")
+        lines += [
+            "",
+            f"**{profile}** (request floor {summary['request_floor_s']:.2f} s):",
+            "",
+            "| variant | wall s | CPU s | peak MB | requests/day | correct | wall / cli |",
+            "| --- | ---: | ---: | ---: | ---: | --- | ---: |",
+        ]
+        for name, r in results.items():
+            if name == "cli_month":
+                continue
+            per_day = r["api_requests"] / max(r["written"]["days"], 1)
+            ratio = f"{r['wall_s'] / cli:.2f}" if cli else "-"
+            lines.append(
+                f"| {name} | {r['wall_s']:.1f} | {r['cpu_s']:.1f} | {r['peak_mem_mb']:.0f} | "
+                f"{per_day:.2f} | {'yes' if r.get('correct') else 'NO'} | {ratio} |"
+            )
+        lines.append("")
+        lines += [
+            f"- {'met' if t['met'] else 'MISSED'}: {name}: {t['value']}"
+            for name, t in summary["targets"].items()
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _targets(
     profile: str, floor: float, results: dict[str, dict[str, Any]]
 ) -> dict[str, tuple[str, bool]]:
@@ -499,7 +550,7 @@ def _environment(
 def _servers(latency_ms: float, profile: str) -> Iterator[tuple[str, str]]:
     """The replay API and moto's S3 server, each in a process of its own on 127.0.0.1."""
     replay = subprocess.Popen(
-        [sys.executable, "-m", "covid_pipeline.replay", "--port", "0",
+        [sys.executable, "-m", "covid_pipeline_replay", "--port", "0",
          "--latency-ms", str(latency_ms), "--profile", profile],
         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
     )  # fmt: skip
