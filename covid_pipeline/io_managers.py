@@ -133,7 +133,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 },
                 allow_retries=False,  # the API client has retried already: one retry budget
             )
-        recorder.summarise()
+        recorder.summarise(outcome)
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
         """One day as a DataFrame (empty if skipped), or a range as {day: DataFrame}.
@@ -185,13 +185,10 @@ class _Recorder:
         self.context = context
         self.days = days
         self.metadata: dict[str, dict[str, Any]] = {}  # day -> its metadata, as they landed
-        self.written: list[str] = []
-        self.skipped: list[str] = []
 
     def record(self, day: str, file: storage.WrittenFile | None) -> None:
         """Called as a day lands (None: skipped, no data)."""
         metadata = self.metadata[day] = day_metadata(file)
-        (self.skipped if file is None else self.written).append(day)
         if len(self.days) == 1:
             self.context.add_output_metadata(metadata)
         else:
@@ -210,12 +207,12 @@ class _Recorder:
         # (events merely logged on the context would be lost with it).
         yield from self.context.consume_events()
 
-    def summarise(self) -> None:
+    def summarise(self, outcome: RangeOutcome) -> None:
         """One log line for the whole run; the per-day metadata holds per-day facts only."""
-        skipped = f"; skipped {len(self.skipped)} without data: {short_list(self.skipped)}"
+        skipped = outcome.skipped
+        without = f"; skipped {len(skipped)} without data: {short_list(list(skipped))}"
         self.context.log.info(
-            f"wrote {len(self.written)} of {len(self.days)} days"
-            + (skipped if self.skipped else "")
+            f"wrote {len(outcome.written)} of {len(self.days)} days" + (without if skipped else "")
         )
 
 

@@ -84,11 +84,6 @@ class DayStream:
         """Days in the range."""
         return len(self.days)
 
-    @property
-    def api_url(self) -> str:
-        """Where the days are fetched from, for messages."""
-        return self.client.base_url
-
     def stop(self) -> None:
         """Make no new request: queued days are dropped, days in flight abandoned."""
         self._stop.set()
