@@ -46,8 +46,8 @@ test: install ceph chromium  ## everything: the UI in Chromium, backfills stoppe
 test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
 	$(PY) -m pytest -m "not slow"
 
-env-example: install  ## rewrite .env.example from the table of settings (core/config.py)
-	$(PY) -m covid_pipeline.core.config env-example > .env.example
+env-example: install  ## rewrite .env.example and the README's table from core/config.py
+	$(PY) -m covid_pipeline.core.config .
 
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
 	$(PY) -m covid_pipeline_tests.reliability

@@ -37,9 +37,9 @@ def test_cli_query_reports_sql_errors_without_a_traceback(
 
 
 def test_cli_query_reports_bad_settings(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
-    monkeypatch.setenv("ISO_CODE", "USAA")
+    monkeypatch.setenv("ISO_CODE", "USA/CAN")
     assert main(["query", "select 1"]) == 2
-    assert "ISO_CODE 'USAA' must be ALL, or ISO 3166-1 alpha-3 codes" in capsys.readouterr().err
+    assert "ISO_CODE 'USA/CAN' must be ALL, or the API's region codes" in capsys.readouterr().err
 
 
 def test_cli_table_formats_numbers_dates_and_nulls() -> None:

@@ -216,16 +216,16 @@ def test_config_iso_code_is_a_code_a_list_or_all(
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("USA,U$A", "'U$A' is not three letters"),
-        ("USA,,CAN", "'' is not three letters"),
+        ("USA,U$A", "'U$A' is not a code"),
+        ("USA,,CAN", "'' is not a code"),
         ("ALL,USA", "ALL cannot be mixed with codes"),
-        ("USA&iso=CAN", "'USA&ISO=CAN' is not three letters"),
+        ("USA&iso=CAN", "'USA&ISO=CAN' is not a code"),
     ],
 )
 def test_config_iso_code_refuses_what_is_not_a_country_set(text: str, problem: str) -> None:
     with pytest.raises(ConfigError) as error:
         load_settings({"ISO_CODE": text})
-    assert "must be ALL, or ISO 3166-1 alpha-3 codes separated by commas" in str(error.value)
+    assert "must be ALL, or the API's region codes separated by commas" in str(error.value)
     assert problem in str(error.value)
 
 

@@ -38,7 +38,7 @@ def test_definitions_refuse_bad_settings_loudly() -> None:
         text=True,
     )
     assert result.returncode != 0
-    assert "ISO_CODE 'U$A' must be ALL, or ISO 3166-1 alpha-3 codes" in result.stderr
+    assert "ISO_CODE 'U$A' must be ALL, or the API's region codes" in result.stderr
 
 
 def test_core_imports_without_dagster() -> None:

@@ -230,7 +230,7 @@ def test_lambda_handler_refuses_unsafe_environment_before_any_request(
     with pytest.raises(ConfigError) as error:
         module.handler({"start_date": "2021-01-01", "end_date": "2021-01-01"}, FakeContext())
     message = str(error.value)
-    assert "'USA&ISO=CAN' is not three letters" in message
+    assert "'USA&ISO=CAN' is not a code" in message
     assert "PREFIX 'lake/../elsewhere' must not contain '..'" in message
     assert "BUCKET_NAME 'Not_A_Bucket' is not a valid S3 bucket name" in message
     assert "API_URL 'file:///etc/passwd' must be an http:// or https:// URL" in message

@@ -30,7 +30,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from covid_pipeline.core.config import ConfigError, api_url_problems
-from covid_pipeline.core.countries import Countries, is_iso_code
+from covid_pipeline.core.countries import Countries, is_region_code
 from covid_pipeline.core.retry import CircuitBreaker, RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
@@ -149,15 +149,15 @@ class CovidApiClient:
 
         Args:
             day: the day to fetch.
-            iso: one country's code, or None for the API's unfiltered query (the whole world).
+            iso: one region's code, or None for the API's unfiltered query (the whole world).
             stop: once set, no further request is made (backoff waits end at once).
 
         Raises:
             ApiError: after retries for transient failures, at once for the rest.
             FetchStopped: `stop` was set before the day was fetched.
         """
-        if iso is not None and not is_iso_code(iso):  # it goes into the query string
-            raise ApiError(day, f"{iso!r} is not an ISO 3166-1 alpha-3 code", transient=False)
+        if iso is not None and not is_region_code(iso):  # it goes into the query string
+            raise ApiError(day, f"{iso!r} is not a region code", transient=False)
         attempts = self.retry.max_retries + 1
         for attempt in range(1, attempts + 1):
             if stop is not None and stop.is_set():

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from covid_pipeline.core.countries import ISO_PATTERN, Countries
+from covid_pipeline.core.countries import Countries
 from covid_pipeline.core.transform import SCHEMA
 
 Tables = Mapping[str, pa.Table]
@@ -24,9 +24,10 @@ ABOUT = {
     "disagree, so this holds the lake together.",
     "cumulative_counts_non_negative": "confirmed, deaths and recovered are running totals, so "
     "never below zero (active can be: JHU's 'Recovered' rows carry negative active counts).",
-    "names_present": "Every row carries an ISO code of the countries asked for (ISO_CODE) and "
-    "a country name: rows of another country, or nameless ones, mean the API answered "
-    "something else.",
+    "names_present": "Every row carries a region code and a name: under ALL any code the API "
+    "gives (ISO 3166-1 alpha-3, or its own for ships and groupings), for a list one of the "
+    "codes asked for (ISO_CODE). Rows of another region, or nameless ones, mean the API "
+    "answered something else.",
     "row_count_steady": "A day's row count stays within 50% of the previous day with data, "
     f"unless it moves by fewer than {MIN_ROW_CHANGE} rows. A jump usually means the source "
     "changed its granularity (US counties to states on 2020-03-10) or dropped regions. A "
@@ -77,22 +78,23 @@ def cumulative_counts_non_negative(tables: Tables) -> CheckOutcome:
 
 
 def names_present(tables: Tables, countries: str) -> CheckOutcome:
-    """Every row names its country, with an ISO code of the set that was asked for.
+    """Every row names its region, with a code of the set that was asked for.
 
-    `countries` is the set's label: one code, a list (CAN,USA), or ALL (any three letters).
+    `countries` is the set's label: one code, a list (CAN,USA; compared without case), or ALL
+    (any code that is not empty: the API's own codes are not all ISO).
     """
     wanted = Countries.parse(countries)
     failing = {}
     for day, table in tables.items():
         if wanted.is_all:
-            asked = pc.match_substring_regex(table["iso"], ISO_PATTERN)
+            asked = pc.greater(pc.utf8_length(table["iso"]), 0)
         else:
-            asked = pc.is_in(table["iso"], value_set=pa.array(wanted.codes))
+            asked = pc.is_in(pc.utf8_upper(table["iso"]), value_set=pa.array(wanted.codes))
         wrong_iso = pc.sum(pc.invert(asked)).as_py() or 0
         no_name = pc.sum(pc.equal(pc.utf8_length(table["country"]), 0)).as_py() or 0
         if wrong_iso or no_name:
             failing[day] = f"{wrong_iso} rows with another iso, {no_name} without a country name"
-    what = "an ISO code" if wanted.is_all else f"one of {wanted.label}"
+    what = "a region code" if wanted.is_all else f"one of {wanted.label}"
     return CheckOutcome(
         "names_present", f"iso is {what} and the country is named", failing, len(tables)
     )

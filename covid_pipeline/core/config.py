@@ -16,6 +16,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -114,9 +115,10 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "ISO_CODE", "iso_code",
-        "The countries: one ISO 3166-1 alpha-3 code, a comma-separated list (order and "
-        "duplicates do not matter) or ALL (the whole world, one request a day). A day's "
-        "countries go into that day's one file.",
+        "The regions: one of the API's codes (ISO 3166-1 alpha-3 for countries, its own for "
+        "ships and groupings such as NA-SHIP-DP; GET /regions lists them), a comma-separated "
+        "list (order, case and duplicates do not matter) or ALL (the whole world, one request "
+        "a day). A day's regions go into that day's one file.",
         _DESIGN, default="USA", example="USA,CAN,MEX", check=_iso_code,
     ),
     Variable(
@@ -537,6 +539,18 @@ def _help(variable: Variable) -> str:
     return variable.help.rstrip(".") + bounds + "."
 
 
+README_TABLE_START, README_TABLE_END = "<!-- settings:start -->\n", "<!-- settings:end -->"
+
+
+def write_docs(root: Path) -> None:
+    """Rewrite `.env.example`, and the README's table between its markers, from VARIABLES."""
+    (root / ".env.example").write_text(env_example())
+    readme = root / "README.md"
+    text = readme.read_text()
+    start = text.index(README_TABLE_START) + len(README_TABLE_START)
+    readme.write_text(text[:start] + readme_table() + text[text.index(README_TABLE_END) :])
+
+
 if __name__ == "__main__":
-    # `python -m covid_pipeline.core.config env-example|readme-table`: the docs, from the table.
-    sys.stdout.write({"env-example": env_example, "readme-table": readme_table}[sys.argv[1]]())
+    # `python -m covid_pipeline.core.config [DIR]` (`make env-example`): the docs, from the table.
+    write_docs(Path(sys.argv[1] if len(sys.argv) > 1 else "."))

@@ -1,24 +1,36 @@
-"""Which countries a deployment backfills: one ISO code, a list of them, or ALL.
+"""Which regions a deployment backfills: one of the API's codes, a list of them, or ALL.
+
+The API names most regions by ISO 3166-1 alpha-3 code (USA, CAN), but not all: ships,
+groupings and shared territories have codes of its own (`NA-SHIP-DP` for the Diamond Princess,
+`GGY-JEY` for the Channel Islands, `Others`, `cruise`; `GET /regions` lists them all, see
+docs/covid_api_contract.md). So a code is any short run of letters and digits, with single
+hyphens between them: nothing else can ride along into a query string, a path or a table name.
 
 `ISO_CODE` is read through `Countries.parse` by every entry point (Dagster, the CLI, the
 Lambda, the fan-out), so `usa, CAN,USA` and `CAN,USA` are the same set everywhere: codes
-upper-cased, duplicates dropped, order ignored. The set has one canonical label (`CAN,USA`,
-`ALL`), which each file records and which messages show, and one slug (`can_usa`, `all`) for
-the names derived from it (the default prefix and table).
+compared without case (upper-cased), duplicates dropped, order ignored. The set has one
+canonical label (`CAN,USA`, `ALL`), which each file records and which messages show, and one
+slug (`can_usa`, `all`) for the names derived from it (the default prefix and table), made of
+lowercase letters, digits and underscores only.
 """
 
 import re
 from dataclasses import dataclass
 
 ALL = "ALL"
-ISO_PATTERN = r"^[A-Z]{3}$"  # an ISO 3166-1 alpha-3 code: what ISO_CODE and rows may hold
-_ISO = re.compile(ISO_PATTERN)
-_USAGE = "ALL, or ISO 3166-1 alpha-3 codes separated by commas (e.g. USA, or USA,CAN,MEX)"
+MAX_CODE_LENGTH = 24  # the API's longest, NA-SHIP-MSZ, is 11
+CODE_PATTERN = r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$"  # what ISO_CODE's entries may be
+_CODE = re.compile(CODE_PATTERN)
+_USAGE = (
+    "ALL, or the API's region codes separated by commas (e.g. USA, or USA,CAN,MEX; codes such "
+    f"as NA-SHIP-DP too: letters, digits and single hyphens, at most {MAX_CODE_LENGTH} "
+    "characters; GET /regions lists them)"
+)
 
 
 @dataclass(frozen=True)
 class Countries:
-    """A set of countries; no codes means every country the API knows (ALL)."""
+    """A set of regions; no codes means every region the API knows (ALL)."""
 
     codes: tuple[str, ...] = ()
 
@@ -33,9 +45,9 @@ class Countries:
         if entries == [ALL]:
             return cls()
         problems = [
-            "ALL cannot be mixed with codes" if entry == ALL else f"{entry!r} is not three letters"
+            "ALL cannot be mixed with codes" if entry == ALL else f"{entry!r} is not a code"
             for entry in entries
-            if entry == ALL or not _ISO.match(entry)
+            if entry == ALL or not is_region_code(entry)
         ]
         if problems:
             raise ValueError(f"ISO_CODE {text!r} must be {_USAGE}: {'; '.join(problems)}")
@@ -43,7 +55,7 @@ class Countries:
 
     @property
     def is_all(self) -> bool:
-        """Every country, fetched with the API's unfiltered query."""
+        """Every region, fetched with the API's unfiltered query."""
         return not self.codes
 
     @property
@@ -53,18 +65,24 @@ class Countries:
 
     @property
     def slug(self) -> str:
-        """`all`, or the codes lowercased and joined, e.g. `can_usa`: for derived names."""
-        return "all" if self.is_all else "_".join(code.lower() for code in self.codes)
+        """`all`, or the codes lowercased and joined, e.g. `can_usa`: for derived names.
+
+        A code's hyphen becomes `__`, so that `GGY-JEY` (`ggy__jey`) and `GGY,JEY`
+        (`ggy_jey`) keep prefixes and tables of their own.
+        """
+        if self.is_all:
+            return "all"
+        return "_".join(code.lower().replace("-", "__") for code in self.codes)
 
     @property
     def queries(self) -> tuple[str | None, ...]:
-        """The `iso` of each request a day takes: one per country, or one unfiltered (None)."""
+        """The `iso` of each request a day takes: one per region, or one unfiltered (None)."""
         return (None,) if self.is_all else self.codes
 
     def __str__(self) -> str:
         return self.label
 
 
-def is_iso_code(text: str) -> bool:
-    """Exactly three letters A-Z, so nothing else can ride along into a query or a path."""
-    return bool(_ISO.match(text))
+def is_region_code(text: str) -> bool:
+    """Letters, digits and single hyphens, at most MAX_CODE_LENGTH: safe in a query or a path."""
+    return len(text) <= MAX_CODE_LENGTH and bool(_CODE.match(text))

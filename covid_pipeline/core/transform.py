@@ -38,7 +38,7 @@ CITY_TYPE = pa.struct(
 # (column, type, nullable, description): the one declaration of the file format.
 COLUMNS: Sequence[tuple[str, pa.DataType, bool, str]] = (
     ("report_date", pa.date32(), False, "Day the report is for (also the date= partition)"),
-    ("iso", pa.string(), False, "ISO 3166-1 alpha-3 code of the country"),
+    ("iso", pa.string(), False, "The region's code as the API gives it: ISO alpha-3, or its own"),
     ("country", pa.string(), False, "Country name as JHU writes it (e.g. US)"),
     ("province", pa.string(), False, "Province or state; empty for country-level rows"),
     ("lat", pa.float64(), True, "Latitude of the region; null when the API sends none"),

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--start", default="2020-04-01", help="first day (YYYY-MM-DD)")
     parser.add_argument("--end", default="2020-04-30", help="last day (YYYY-MM-DD)")
-    parser.add_argument("--iso", default="USA", help="country, ISO 3166-1 alpha-3")
+    parser.add_argument("--iso", default="USA", help="a region code (USA), a list, or ALL")
     args = parser.parse_args(argv)
     try:
         days = day_range(parse_day(args.start, "--start"), parse_day(args.end, "--end"))

@@ -38,6 +38,14 @@ _COUNTRY_ALIASES = {
     "Taiwan": ("Taiwan*", None),
     "Ivory Coast": ("Cote d'Ivoire", None),
 }
+# Entities JHU lists as countries without an iso3, under the codes covid-api.com gives them
+# (its GET /regions, as captured by a public client: see docs/covid_api_contract.md, section
+# 2). The API's other such codes (Others, cruise) name entities of February and early March
+# 2020, which the bundled daily reports do not reach.
+API_CODES = {
+    "Diamond Princess": "NA-SHIP-DP",
+    "MS Zaandam": "NA-SHIP-MSZ",
+}
 # Countries that joined the time series after the bundled (2020) UID lookup table was cut.
 _LATER_COUNTRIES = {
     "Kiribati": "KIR",
@@ -108,9 +116,19 @@ def reports(iso: str, day: dt.date) -> list[dict]:
 
 @functools.cache
 def regions() -> list[tuple[str, str]]:
-    """(iso, name) of every country the data knows, by iso: what `GET /regions` lists."""
+    """(iso, name) of every region the data knows, by iso: what `GET /regions` lists."""
     names = {iso: series[0].country for iso, series in _time_series_by_iso().items()}
     return sorted(names.items())
+
+
+def code_of(text: str) -> str:
+    """The region code `text` names, as the API spells it: codes compare without case."""
+    return _codes_by_upper().get(text.upper(), text.upper())
+
+
+@functools.cache
+def _codes_by_upper() -> dict[str, str]:
+    return {code.upper(): code for code, _ in regions()}
 
 
 def provinces_on(day: dt.date, iso: str) -> dict[str, Region]:
@@ -316,7 +334,7 @@ def _read_csv(path: Path) -> Iterator[dict[str, str]]:
 
 @functools.cache
 def _country_isos() -> dict[str, str]:
-    isos = dict(_LATER_COUNTRIES)
+    isos = _LATER_COUNTRIES | API_CODES
     with (DATA_DIR / "UID_ISO_FIPS_LookUp_Table.csv").open(encoding="utf-8-sig") as handle:
         for row in csv.DictReader(handle):
             if not row["Province_State"] and not row["Admin2"] and row["iso3"]:
@@ -340,7 +358,7 @@ def _place(country: str, province: str) -> tuple[str, str, str] | None:
     name, province_override = _COUNTRY_ALIASES.get(country, (country, None))
     iso = _country_isos().get(name)
     if iso is None:
-        return None  # cruise ships listed as countries, the Olympics, Antarctica
+        return None  # entities without a code of the API's known here: the Olympics, Antarctica
     return iso, name, province_override or province
 
 

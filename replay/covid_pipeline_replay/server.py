@@ -54,7 +54,8 @@ _COUNT_FIELDS = (
     "active",
     "active_diff",
 )
-_ISO_PATTERN = re.compile(r"^[A-Z]{3}$")
+# The API's codes: ISO 3166-1 alpha-3, or its own (NA-SHIP-DP, GGY-JEY, Others, cruise).
+_CODE_PATTERN = re.compile(r"^[A-Za-z0-9]+(-[A-Za-z0-9]+)*$")
 _ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"  # what a CDN sends
 
 
@@ -235,14 +236,15 @@ class _Handler(BaseHTTPRequestHandler):
         self._send_json(200, {"reset": True})
 
     def _reports(self, query: dict[str, str]) -> None:
-        date, iso = query.get("date", ""), query.get("iso", "").upper()
+        date, iso = query.get("date", ""), query.get("iso", "")
         errors = {}
         try:
             day = dt.date.fromisoformat(date)
         except ValueError:
             errors["date"] = ["The date does not match the format Y-m-d."]
-        if iso and not _ISO_PATTERN.match(iso):
-            errors["iso"] = ["The iso must be 3 letters."]
+        if iso and not (len(iso) <= 24 and _CODE_PATTERN.match(iso)):
+            errors["iso"] = ["The iso format is invalid."]
+        iso = jhu.code_of(iso) if iso else iso
         if errors:  # Laravel's validation answer, as the contract expects it
             self._send_json(422, {"message": "The given data was invalid.", "errors": errors})
             return
