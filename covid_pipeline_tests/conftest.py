@@ -2,6 +2,7 @@
 
 import contextlib
 import datetime as dt
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from covid_pipeline_replay.server import ReplayServer
 from moto.server import ThreadedMotoServer
 
 from covid_pipeline.core import local_catalog, storage, stores
+from covid_pipeline.core.api import CovidApiClient, DayPayload
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.core.transform import to_table
 
@@ -424,3 +426,14 @@ def _wait_for_asset(url: str, process: subprocess.Popen, log: Path) -> None:
             pass
         time.sleep(1)
     raise AssertionError(f"dagster dev did not load the asset:\n{log.read_text()[-4000:]}")
+
+
+def fetch_day(client: CovidApiClient, day: dt.date) -> DayPayload:
+    """The whole day of a set that takes one request a day (one country, or ALL)."""
+    [iso] = client.countries.queries
+    return client.fetch(day, iso)
+
+
+def records(payload: DayPayload) -> list[dict[str, Any]]:
+    """A day's records as plain dicts, page after page (what the decoder reads fast)."""
+    return [record for page in payload.pages for record in json.loads(page)]

@@ -8,7 +8,7 @@ from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline_tests.conftest import free_port
+from covid_pipeline_tests.conftest import fetch_day, free_port, records
 
 DAY = dt.date(2020, 4, 16)
 
@@ -40,13 +40,13 @@ def make_client(url: str, sleep: SleepRecorder, **retry: float) -> CovidApiClien
 
 def test_api_fetches_a_day_as_the_api_sends_it(replay: ReplayServer) -> None:
     client = make_client(replay.url, SleepRecorder())
-    assert client.fetch_day(DAY).records() == jhu.reports("CAN", DAY)
+    assert records(fetch_day(client, DAY)) == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 1
 
 
 def test_api_returns_empty_list_for_a_day_without_data(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="empty")])
-    assert make_client(replay.url, SleepRecorder()).fetch_day(DAY).records() == []
+    assert records(fetch_day(make_client(replay.url, SleepRecorder()), DAY)) == []
 
 
 @pytest.mark.parametrize(
@@ -64,7 +64,7 @@ def test_api_returns_empty_list_for_a_day_without_data(replay: ReplayServer) -> 
 def test_api_recovers_from_transient_faults(replay: ReplayServer, fault: Fault) -> None:
     replay.set_faults([fault])
     sleep = SleepRecorder()
-    assert make_client(replay.url, sleep).fetch_day(DAY).records() == jhu.reports("CAN", DAY)
+    assert records(fetch_day(make_client(replay.url, sleep), DAY)) == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 3
     # Exponential backoff with +-50% jitter: 0.1 then 0.2 seconds, give or take half.
     assert 0.05 <= sleep.delays[0] <= 0.15 and 0.1 <= sleep.delays[1] <= 0.3
@@ -73,21 +73,21 @@ def test_api_recovers_from_transient_faults(replay: ReplayServer, fault: Fault) 
 def test_api_honours_retry_after_on_429(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=429, retry_after=7, times=1)])
     sleep = SleepRecorder()
-    assert make_client(replay.url, sleep).fetch_day(DAY)
+    assert fetch_day(make_client(replay.url, sleep), DAY)
     assert sleep.delays == [7.0]
 
 
 def test_api_caps_a_huge_retry_after(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=429, retry_after=3600, times=1)])
     sleep = SleepRecorder()
-    assert make_client(replay.url, sleep, max_delay_s=2.0).fetch_day(DAY)
+    assert fetch_day(make_client(replay.url, sleep, max_delay_s=2.0), DAY)
     assert sleep.delays == [2.0]
 
 
 def test_api_gives_up_after_its_retries_with_the_cause(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=503)])
     with pytest.raises(ApiError, match=r"2020-04-16: HTTP 503 \(gave up after 4 attempts\)") as err:
-        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+        fetch_day(make_client(replay.url, SleepRecorder()), DAY)
     assert err.value.transient
     assert replay.stats()["requests"] == 4
 
@@ -95,15 +95,15 @@ def test_api_gives_up_after_its_retries_with_the_cause(replay: ReplayServer) -> 
 def test_api_does_not_retry_a_client_error(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=404)])
     with pytest.raises(ApiError, match="HTTP 404") as err:
-        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+        fetch_day(make_client(replay.url, SleepRecorder()), DAY)
     assert not err.value.transient
     assert replay.stats()["requests"] == 1
 
 
 def test_api_follows_pagination(replay: ReplayServer) -> None:
     replay.page_size = 4
-    records = make_client(replay.url, SleepRecorder()).fetch_day(DAY).records()
-    assert records == jhu.reports("CAN", DAY)
+    answer = records(fetch_day(make_client(replay.url, SleepRecorder()), DAY))
+    assert answer == jhu.reports("CAN", DAY)
     assert replay.stats()["requests"] == 4  # 14 records, 4 per page
 
 
@@ -116,7 +116,7 @@ def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
     replay.page_size = 4
     replay.link_base = "http://elsewhere.invalid/api"  # a proxy that rewrites links, say
     with pytest.raises(ApiError, match="leaves the API's origin"):
-        make_client(replay.url, SleepRecorder()).fetch_day(DAY)
+        fetch_day(make_client(replay.url, SleepRecorder()), DAY)
     assert replay.stats()["requests"] == 1
 
 
@@ -130,14 +130,14 @@ def test_api_fails_fast_once_the_api_is_down() -> None:
     sleep = SleepRecorder()
     with ReplayServer() as server:  # it answers once, then goes away
         client = make_client(server.url, sleep, circuit_breaker=6)
-        client.fetch_day(DAY)
+        fetch_day(client, DAY)
     client.close()  # drop the kept-alive connection, which the server's thread would still serve
     with pytest.raises(ApiError, match=r"connection refused \(127\.0\.0\.1:\d+\)"):
-        client.fetch_day(DAY)  # 4 attempts: 4 failures in a row
+        fetch_day(client, DAY)  # 4 attempts: 4 failures in a row
     with pytest.raises(ApiError, match="not tried: the API failed 6 times in a row"):
-        client.fetch_day(DAY + dt.timedelta(days=1))  # 2 more, then the breaker opens
+        fetch_day(client, DAY + dt.timedelta(days=1))  # 2 more, then the breaker opens
     with pytest.raises(ApiError, match="not tried"):
-        client.fetch_day(DAY + dt.timedelta(days=2))
+        fetch_day(client, DAY + dt.timedelta(days=2))
     assert len(sleep.delays) == 3 + 2
 
 
@@ -152,12 +152,12 @@ def test_api_that_never_answers_is_reported_within_seconds() -> None:
     url = f"http://127.0.0.1:{free_port()}/api"
     client = make_client(url, sleep, max_retries=8, backoff_s=0.5)
     with pytest.raises(ApiError, match=f"could not connect to {url}: it refused every") as err:
-        client.fetch_day(DAY)
+        fetch_day(client, DAY)
     assert err.value.transient
     # Backoff 0.5, 1, 2 (+-50%): the 3 s window closes after 3 or 4 attempts, not 9.
     assert 3.0 <= sleep.now() < 8.0 and len(sleep.delays) < 5
     with pytest.raises(ApiError, match="could not connect"):
-        client.fetch_day(DAY + dt.timedelta(days=1))
+        fetch_day(client, DAY + dt.timedelta(days=1))
     assert len(sleep.delays) < 5  # the next day was not even tried
 
 
@@ -174,7 +174,7 @@ def test_api_rides_through_a_restart_shorter_than_the_window() -> None:
     sleep = RestartsAfterOneSecond()
     client = make_client(f"http://127.0.0.1:{port}/api", sleep, max_retries=5, backoff_s=0.5)
     try:
-        assert client.fetch_day(DAY).records() == jhu.reports("CAN", DAY)
+        assert records(fetch_day(client, DAY)) == jhu.reports("CAN", DAY)
     finally:
         for server in started:
             server.stop()

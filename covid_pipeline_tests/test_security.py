@@ -26,7 +26,7 @@ from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import PROJECT_ROOT, materialize_days
+from covid_pipeline_tests.conftest import PROJECT_ROOT, fetch_day, materialize_days, records
 
 DAY = dt.date(2021, 1, 15)
 
@@ -94,7 +94,7 @@ def test_security_tls_is_verified_and_never_silently_off(
     if curl_ca_bundle is not None:  # an old requests turned verification off for ""
         monkeypatch.setenv("CURL_CA_BUNDLE", curl_ca_bundle)
     with pytest.raises(ApiError) as error:
-        client(server.url).fetch_day(DAY)
+        fetch_day(client(server.url), DAY)
     message = str(error.value)
     assert "TLS certificate verification failed for 127.0.0.1:" in message
     assert "certificate verify failed" in message and "REQUESTS_CA_BUNDLE" in message
@@ -112,7 +112,7 @@ def test_security_tls_trusts_a_ca_bundle_the_user_gives(
 ) -> None:
     server, cert = https_replay
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
-    assert client(server.url).fetch_day(DAY).records() == jhu.reports("USA", DAY)
+    assert records(fetch_day(client(server.url), DAY)) == jhu.reports("USA", DAY)
 
 
 def test_security_no_code_turns_tls_verification_off() -> None:
@@ -191,6 +191,6 @@ def test_security_logs_never_dump_api_bodies(
     replay.set_faults([Fault(kind="html", status=404)])
     caplog.set_level(logging.DEBUG)
     with pytest.raises(ApiError) as error:
-        client(replay.url).fetch_day(DAY)
+        fetch_day(client(replay.url), DAY)
     assert "(200013 characters)" in str(error.value) and len(str(error.value)) < 500
     assert "x" * 300 not in caplog.text

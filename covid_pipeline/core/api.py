@@ -15,13 +15,11 @@ the records, which `core.decode` does where the CPU is (see core.pipeline).
 """
 
 import datetime as dt
-import json
 import logging
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 import msgspec
@@ -64,10 +62,6 @@ class DayPayload:
 
     day: dt.date
     pages: tuple[bytes, ...]
-
-    def records(self) -> list[dict[str, Any]]:
-        """The records as plain dicts (slow: for tests and for naming a bad field)."""
-        return [record for page in self.pages for record in json.loads(page)]
 
 
 class _Envelope(msgspec.Struct):
@@ -136,11 +130,6 @@ class CovidApiClient:
     def close(self) -> None:
         """Close pooled connections."""
         self._session.close()
-
-    def fetch_day(self, day: dt.date, stop: threading.Event | None = None) -> DayPayload:
-        """The whole day of a set that takes one request a day (one country, or ALL)."""
-        [iso] = self.countries.queries
-        return self.fetch(day, iso, stop)
 
     def fetch(
         self, day: dt.date, iso: str | None, stop: threading.Event | None = None
