@@ -106,17 +106,17 @@ def test_bad_input_cli_partitions_are_refused(
 @pytest.mark.slow
 @pytest.mark.reliability(
     "Bad input",
-    "`dagster asset materialize` with ISO_CODE='US', PREFIX='a//b', BUCKET_NAME='x', "
+    "`dagster asset materialize` with ISO_CODE='U/S', PREFIX='a//b', BUCKET_NAME='x', "
     "API_URL='ftp://…' in the environment",
     "the code location does not load: one message listing all four; nothing fetched",
 )
 def test_bad_input_environment_stops_the_cli_with_every_problem(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
-    env = {"ISO_CODE": "US", "PREFIX": "a//b", "BUCKET_NAME": "x", "API_URL": "ftp://example"}
+    env = {"ISO_CODE": "U/S", "PREFIX": "a//b", "BUCKET_NAME": "x", "API_URL": "ftp://example"}
     output = run_cli(replay, tmp_path, env, ["--partition", "2021-01-01"])
     assert "Invalid settings (fix the environment or .env, see .env.example)" in output
-    for expected in ("ISO_CODE 'US'", "PREFIX 'a//b'", "BUCKET_NAME 'x'", "API_URL 'ftp://"):
+    for expected in ("ISO_CODE 'U/S'", "PREFIX 'a//b'", "BUCKET_NAME 'x'", "API_URL 'ftp://"):
         assert expected in output
     assert replay.stats()["requests"] == 0
 
