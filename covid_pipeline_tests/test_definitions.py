@@ -6,6 +6,7 @@ import sys
 import dagster as dg
 import pytest
 
+from covid_pipeline.core import config
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.definitions import build_definitions
@@ -49,3 +50,21 @@ def test_core_imports_without_dagster() -> None:
         "assert 'dagster' not in sys.modules, 'the core imported dagster'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_definitions_pass_variables_read_verbatim_as_env_vars(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The UI shows the variable a value came from, and a launch reads its value then."""
+    for variable in config.VARIABLES:
+        monkeypatch.delenv(variable.name, raising=False)
+    monkeypatch.setenv("API_URL", "http://127.0.0.1:8000/api")
+    monkeypatch.setenv("FETCH_CONCURRENCY", "4")
+    monkeypatch.setenv("ISO_CODE", "usa")  # normalised to USA: passed as the value
+    resources = build_definitions(load_settings()).resources
+    api = resources["covid_api"]
+    assert isinstance(api.api_url, dg.EnvVar) and api.api_url.env_var_name == "API_URL"
+    # dg.EnvVar.int's value: an int that names its variable (Dagster resolves it at launch).
+    assert api.fetch_concurrency.env_var_name == "FETCH_CONCURRENCY"
+    assert api.iso_code == "USA" and not isinstance(api.iso_code, dg.EnvVar)
+    assert not isinstance(resources["hive_parquet_io_manager"].prefix, dg.EnvVar)  # derived
