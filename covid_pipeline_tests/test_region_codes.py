@@ -120,3 +120,12 @@ def test_region_codes_names_present_under_all_wants_a_code_and_a_name() -> None:
     assert outcome.failing_days == {
         "2020-04-15": "1 rows with another iso, 0 without a country name"
     }
+
+
+def test_region_codes_a_code_the_api_does_not_know_gives_days_without_data(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    client = CovidApiClient(replay.url, "XX-UNKNOWN", retry=RetryPolicy(max_retries=0))
+    outcome = run_range(client, stores.LocalStore(tmp_path), "xx", DAYS, RangeOptions(2, 2))
+    assert outcome.skipped == tuple(str(day) for day in DAYS)
+    assert not outcome.written and not outcome.failed
