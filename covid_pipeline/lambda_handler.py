@@ -5,6 +5,7 @@ range backfill (each day written to /tmp, uploaded, deleted), return what happen
 the S3 client and the HTTP session are built once per cold start and reused while warm.
 """
 
+import functools
 import logging
 import tempfile
 from pathlib import Path
@@ -12,7 +13,7 @@ from typing import Any, Protocol
 
 import boto3
 
-from covid_pipeline.core import storage, stores
+from covid_pipeline.core import lake_catalog, storage, stores
 from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import ConfigError, Settings, load_settings
 from covid_pipeline.core.dates import parse_range
@@ -113,8 +114,31 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     answer = outcome.to_json()
     log.info("done: %s", answer["counts"])
     if PIPES_CONTEXT_KEY in event:
+        # The fan-out: the run's catalog asset catalogs the whole backfill once, after it.
+        answer["catalog"] = _catalog_skipped("invoked by Dagster, whose catalog asset runs after")
         _report_to_dagster(event, answer, SETTINGS)
+    elif outcome.written:
+        answer["catalog"] = lake_catalog.catalog_days(
+            glue_client, SETTINGS, sorted(outcome.written)
+        )
+    else:
+        answer["catalog"] = _catalog_skipped("no day was written")
     return answer
+
+
+@functools.cache
+def glue_client() -> Any:
+    """The Glue client, made at the first catalog call and kept while the container is warm.
+
+    Not at the cold start: only the glue modes need it, and a client that cannot be made (no
+    region) must fail the catalog step in the answer, not the import of the handler.
+    """
+    return boto3.client("glue")
+
+
+def _catalog_skipped(why: str) -> dict[str, str]:
+    assert SETTINGS is not None
+    return {"mode": SETTINGS.catalog_mode, "done": f"nothing: {why}"}
 
 
 PIPES_CONTEXT_KEY = "DAGSTER_PIPES_CONTEXT"  # PipesLambdaClient adds it to the event

@@ -437,3 +437,22 @@ def fetch_day(client: CovidApiClient, day: dt.date) -> DayPayload:
 def records(payload: DayPayload) -> list[dict[str, Any]]:
     """A day's records as plain dicts, page after page (what the decoder reads fast)."""
     return [record for page in payload.pages for record in json.loads(page)]
+
+
+def infra_template() -> dict[str, Any]:
+    """infra/template.yaml, its short-form functions (!Ref, !Sub, !If, ...) read as arguments."""
+    import yaml
+
+    class CloudFormation(yaml.SafeLoader):
+        """Reads CloudFormation's short-form functions as their argument."""
+
+    def argument(loader: yaml.SafeLoader, _tag: str, node: yaml.Node) -> object:
+        if isinstance(node, yaml.ScalarNode):
+            return loader.construct_scalar(node)
+        return loader.construct_sequence(node)  # type: ignore[arg-type]
+
+    CloudFormation.add_multi_constructor("!", argument)
+    template: dict[str, Any] = yaml.load(
+        (PROJECT_ROOT / "infra" / "template.yaml").read_text(), CloudFormation
+    )
+    return template

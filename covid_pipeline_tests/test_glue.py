@@ -4,7 +4,6 @@ from typing import Any
 
 import boto3
 import pytest
-import yaml
 
 from covid_pipeline.core.glue import (
     GlueCatalogError,
@@ -17,7 +16,7 @@ from covid_pipeline.core.glue import (
     registered_days,
 )
 from covid_pipeline.core.transform import SCHEMA
-from covid_pipeline_tests.conftest import PROJECT_ROOT
+from covid_pipeline_tests.conftest import infra_template
 
 LOCATION = "s3://lake/covid_daily_reports/usa/"
 
@@ -151,17 +150,7 @@ def test_glue_projection_refuses_a_table_of_another_shape_or_place(glue) -> None
 
 def test_glue_projection_of_the_infra_template_is_the_pipelines() -> None:
     """infra/template.yaml's projected table: the columns and parameters project_table sets."""
-
-    class CloudFormation(yaml.SafeLoader):
-        """Reads CloudFormation's short-form functions (!Ref, !Sub, ...) as their argument."""
-
-    def argument(loader: yaml.SafeLoader, _tag: str, node: yaml.Node) -> object:
-        if isinstance(node, yaml.ScalarNode):
-            return loader.construct_scalar(node)
-        return loader.construct_sequence(node)  # type: ignore[arg-type]
-
-    CloudFormation.add_multi_constructor("!", argument)
-    template = yaml.load((PROJECT_ROOT / "infra" / "template.yaml").read_text(), CloudFormation)
+    template = infra_template()
     table = template["Resources"]["ProjectedTable"]["Properties"]["TableInput"]
     columns = [(c["Name"], c["Type"]) for c in table["StorageDescriptor"]["Columns"]]
     assert columns == [(c["Name"], c["Type"]) for c in glue_columns()]

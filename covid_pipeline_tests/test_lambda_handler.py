@@ -12,14 +12,17 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from types import ModuleType
 
+import boto3
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
 from covid_pipeline.core.config import ConfigError, load_settings
+from covid_pipeline.core.glue import registered_days
 from covid_pipeline.core.stores import StorageAccessError
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline_tests.conftest import (
     S3_SERVERS,
+    infra_template,
     materialize_days,
     new_bucket,
     s3_keys,
@@ -293,3 +296,153 @@ def test_lambda_handler_backfills_a_country_list_and_refuses_a_switch_of_set(
     with pytest.raises(StorageAccessError, match="holds files written for CAN,USA") as error:
         handler.handler({"start_date": "2021-01-04", "end_date": "2021-01-04"}, FakeContext())
     assert "this run is for USA" in str(error.value) and replay.stats()["requests"] == 6
+
+
+def cold_start(monkeypatch: pytest.MonkeyPatch, **env: str) -> ModuleType:
+    """The handler module after a cold start with `env` added to the function's environment."""
+    import covid_pipeline.lambda_handler as module
+
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return importlib.reload(module)
+
+
+@ONLY_MOTO
+def test_lambda_handler_registers_exactly_the_days_it_wrote_in_glue(
+    lambda_env: str, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moto's Glue, for real: the table and exactly the written days (not the skipped one)."""
+    module = cold_start(
+        monkeypatch, CATALOG_MODE="glue_partitions", GLUE_DATABASE="lambda_partitions"
+    )
+    replay.set_faults([Fault(kind="empty", dates=["2021-01-03"])])
+    answer = module.handler({"start_date": "2021-01-01", "end_date": "2021-01-05"}, FakeContext())
+    assert answer["catalog"] == {
+        "mode": "glue_partitions", "database": "lambda_partitions",
+        "table": "covid_daily_reports_usa", "table_created": True,
+        "partitions_created": 4, "partitions": 4,
+    }  # fmt: skip
+    glue = boto3.client("glue")
+    assert (
+        registered_days(glue, "lambda_partitions", "covid_daily_reports_usa") == answer["written"]
+    )
+    location = glue.get_table(DatabaseName="lambda_partitions", Name="covid_daily_reports_usa")
+    assert location["Table"]["StorageDescriptor"]["Location"] == f"s3://{lambda_env}/lambda/usa/"
+    again = module.handler({"start_date": "2021-01-05", "end_date": "2021-01-06"}, FakeContext())
+    assert again["catalog"]["partitions_created"] == 1 and again["catalog"]["partitions"] == 5
+
+
+@ONLY_MOTO
+def test_lambda_handler_declares_the_projected_table(
+    lambda_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = cold_start(
+        monkeypatch, CATALOG_MODE="glue_projection", GLUE_DATABASE="lambda_projection"
+    )
+    answer = module.handler({"start_date": "2021-01-01", "end_date": "2021-01-02"}, FakeContext())
+    assert answer["catalog"] | {"projection_updated": None} == {
+        "mode": "glue_projection", "database": "lambda_projection",
+        "table": "covid_daily_reports_usa", "table_created": True, "projection_updated": None,
+    }  # fmt: skip
+    table = boto3.client("glue").get_table(
+        DatabaseName="lambda_projection", Name="covid_daily_reports_usa"
+    )["Table"]
+    assert table["Parameters"]["projection.enabled"] == "true"
+
+
+@ONLY_MOTO
+def test_lambda_handler_starts_the_crawler_and_never_waits_for_it(
+    lambda_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Moto's crawler starts and stays RUNNING (it never crawls): the handler does not wait."""
+    glue = boto3.client("glue")
+    glue.create_crawler(
+        Name="lambda-crawler", Role="arn:aws:iam::123456789012:role/crawler",
+        DatabaseName="covid", Targets={"S3Targets": [{"Path": f"s3://{lambda_env}/lambda/usa/"}]},
+    )  # fmt: skip
+    module = cold_start(
+        monkeypatch, CATALOG_MODE="glue_crawler", GLUE_CRAWLER_NAME="lambda-crawler"
+    )
+    event = {"start_date": "2021-01-01", "end_date": "2021-01-01"}
+    answer = module.handler(event, FakeContext())
+    assert answer["catalog"] == {
+        "mode": "glue_crawler",
+        "crawler": "lambda-crawler",
+        "started": True,
+    }
+    assert glue.get_crawler(Name="lambda-crawler")["Crawler"]["State"] == "RUNNING"
+    # A crawl already running is fine: the answer says so, and the files are written.
+    again = module.handler(event, FakeContext())
+    assert again["catalog"]["started"] is False and again["written"] == ["2021-01-01"]
+
+
+@pytest.mark.reliability(
+    "Storage",
+    "Lambda: the Glue table of the prefix has another location (a catalog that refuses)",
+    "the days are written and reported; the answer's catalog entry names the refusal",
+)
+@ONLY_MOTO
+def test_lambda_handler_reports_a_catalog_failure_after_writing(
+    lambda_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    glue = boto3.client("glue")
+    glue.create_database(DatabaseInput={"Name": "lambda_refused"})
+    glue.create_table(
+        DatabaseName="lambda_refused",
+        TableInput={
+            "Name": "covid_daily_reports_usa",
+            "StorageDescriptor": {"Columns": [], "Location": "s3://elsewhere/other/"},
+            "PartitionKeys": [{"Name": "date", "Type": "string"}],
+        },
+    )
+    module = cold_start(monkeypatch, CATALOG_MODE="glue_partitions", GLUE_DATABASE="lambda_refused")
+    answer = module.handler({"start_date": "2021-01-01", "end_date": "2021-01-02"}, FakeContext())
+    assert answer["written"] == ["2021-01-01", "2021-01-02"]
+    assert days_in(lambda_env, "lambda/") == ["2021-01-01", "2021-01-02"]  # never rolled back
+    assert answer["catalog"]["mode"] == "glue_partitions"
+    assert answer["catalog"]["error"].startswith("GlueCatalogError")
+
+
+def function_glue_actions(condition: str) -> set[str]:
+    """The Glue actions infra/template.yaml grants the function under `condition`."""
+    role = infra_template()["Resources"]["FunctionRole"]["Properties"]
+    statements = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+    granted: set[str] = set()
+    for statement in statements:
+        if isinstance(statement, list):  # !If [condition, statement, !Ref AWS::NoValue]
+            if statement[0] != condition:
+                continue
+            statement = statement[1]
+        actions = statement["Action"]
+        granted |= {a for a in ([actions] if isinstance(actions, str) else actions)}
+    return {action for action in granted if action.startswith("glue:")}
+
+
+@ONLY_MOTO
+@pytest.mark.parametrize(
+    ("mode", "condition"), [("glue_crawler", "UseCrawler"), ("glue_projection", "UseProjection")]
+)
+def test_lambda_handler_calls_exactly_the_glue_actions_the_template_grants(
+    lambda_env: str, monkeypatch: pytest.MonkeyPatch, mode: str, condition: str
+) -> None:
+    """Every Glue call the handler makes is granted to the function, and nothing else is."""
+    glue = boto3.client("glue")
+    glue.create_crawler(
+        Name=f"grants-{mode}", Role="arn:aws:iam::123456789012:role/crawler",
+        DatabaseName="covid", Targets={"S3Targets": [{"Path": f"s3://{lambda_env}/"}]},
+    )  # fmt: skip
+    module = cold_start(
+        monkeypatch, CATALOG_MODE=mode, GLUE_CRAWLER_NAME=f"grants-{mode}",
+        GLUE_DATABASE=f"grants_{mode}",
+    )  # fmt: skip
+    called: set[str] = set()
+    module.glue_client().meta.events.register(
+        "before-call.glue", lambda model, **_: called.add(f"glue:{model.name}")
+    )
+    event = {"start_date": "2021-01-01", "end_date": "2021-01-01"}
+    assert "error" not in module.handler(event, FakeContext())["catalog"]
+    granted = function_glue_actions(condition)
+    assert called <= granted, called - granted
+    # What is granted but not called here is a path the handler takes elsewhere: the table's
+    # projection updated (UpdateTable) when it exists without it.
+    assert granted - called <= {"glue:UpdateTable"}
