@@ -75,6 +75,9 @@ def _fake_aws_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture(scope="session")
 def replay_server() -> Iterator[ReplayServer]:
+    # JHU's lookup table and time series, read once now: the first test's first request must
+    # not wait for them past a short read timeout (test_api's is 0.5 s) and count a retry.
+    jhu.regions()
     with ReplayServer() as server:
         yield server
 

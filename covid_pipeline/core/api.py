@@ -163,6 +163,9 @@ class CovidApiClient:
                         day, f"{failure} (gave up after {attempts} attempts)", transient=True
                     ) from None
                 delay = self.retry.delay(attempt, failure.retry_after)
+                # An API that has never answered is given up on when its window closes, not a
+                # whole backoff later (with jitter, one more delay could add up to 6 s).
+                delay = min(delay, self.circuit.until_unreachable())
                 log.warning(
                     "%s: %s; retrying in %.2fs (attempt %d of %d)",
                     day,

@@ -77,6 +77,17 @@ class CircuitBreaker:
             return f"not tried: the API failed {failures} times in a row; is {base_url} up?"
         return None
 
+    def until_unreachable(self) -> float:
+        """Seconds until an API that has refused every connection is taken to be down.
+
+        Infinite once it has answered, or while it has not refused yet.
+        """
+        with self._lock:
+            refused_since = self._refused_since
+        if refused_since is None:
+            return float("inf")
+        return max(0.0, refused_since + self.policy.unreachable_after_s - self._clock())
+
     def failed(self) -> None:
         """A request failed in a way that may pass."""
         with self._lock:
