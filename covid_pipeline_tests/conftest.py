@@ -459,3 +459,13 @@ def infra_template() -> dict[str, Any]:
         (PROJECT_ROOT / "infra" / "template.yaml").read_text(), CloudFormation
     )
     return template
+
+
+@pytest.fixture
+def bare_environment(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """The process environment without any of the project's variables; set what a test needs."""
+    from covid_pipeline.core.config import VARIABLES
+
+    for variable in VARIABLES:
+        monkeypatch.delenv(variable.name, raising=False)
+    return monkeypatch

@@ -265,10 +265,9 @@ def test_config_readme_table_is_written_from_the_table() -> None:
 
 
 def test_config_reports_variables_read_verbatim_for_dagster_env_vars(
-    monkeypatch: pytest.MonkeyPatch,
+    bare_environment: pytest.MonkeyPatch,
 ) -> None:
-    for variable in config.VARIABLES:
-        monkeypatch.delenv(variable.name, raising=False)
+    monkeypatch = bare_environment
     monkeypatch.setenv("FETCH_CONCURRENCY", "16")
     monkeypatch.setenv("PREFIX", "/lake/usa/")  # normalised: passed as its value, not the variable
     monkeypatch.setenv("API_URL", "http://127.0.0.1:8000/api")

@@ -6,7 +6,6 @@ import sys
 import dagster as dg
 import pytest
 
-from covid_pipeline.core import config
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.definitions import build_definitions
@@ -53,11 +52,10 @@ def test_core_imports_without_dagster() -> None:
 
 
 def test_definitions_pass_variables_read_verbatim_as_env_vars(
-    monkeypatch: pytest.MonkeyPatch,
+    bare_environment: pytest.MonkeyPatch,
 ) -> None:
     """The UI shows the variable a value came from, and a launch reads its value then."""
-    for variable in config.VARIABLES:
-        monkeypatch.delenv(variable.name, raising=False)
+    monkeypatch = bare_environment
     monkeypatch.setenv("API_URL", "http://127.0.0.1:8000/api")
     monkeypatch.setenv("FETCH_CONCURRENCY", "4")
     monkeypatch.setenv("ISO_CODE", "usa")  # normalised to USA: passed as the value
