@@ -15,6 +15,7 @@ from covid_pipeline.core import stores
 from covid_pipeline.core.config import Settings, load_settings
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.io_managers import HiveParquetIOManager
+from covid_pipeline.lake_sensor import build_lake_sensor
 from covid_pipeline.resources import CovidApiResource, setting
 
 
@@ -36,7 +37,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 default_status=dg.DefaultSensorStatus.RUNNING,
                 description="Catalogs new days once a backfill of covid_daily_reports has "
                 "landed them all (the catalog asset's automation condition).",
-            )
+            ),
+            build_lake_sensor(settings.lake_sensor_interval_s),
         ],
         resources={
             "covid_api": CovidApiResource(

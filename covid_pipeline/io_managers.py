@@ -92,6 +92,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         days = list(context.asset_partition_keys)
         store = self.store()
         recorder = _Recorder(context, days)
+        writer = parquet.dagster_writer(context.run_id)
         try:
             with _stop_on_storage_access_error():
                 if isinstance(obj, RangeRequest):
@@ -101,6 +102,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                         self.prefix,
                         obj.days,
                         obj.options,
+                        writer=writer,
                         on_landed=recorder.record,
                         on_progress=obj.on_progress,
                     )
@@ -113,6 +115,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                         store,
                         self.prefix,
                         countries,
+                        writer=writer,
                         write_concurrency=self.write_concurrency,
                         on_landed=recorder.record,
                     )

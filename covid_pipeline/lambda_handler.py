@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import boto3
 
-from covid_pipeline.core import lake_catalog, storage, stores
+from covid_pipeline.core import lake_catalog, parquet, storage, stores
 from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import ConfigError, Settings, load_settings
 from covid_pipeline.core.dates import parse_range
@@ -28,6 +28,9 @@ _STOP_BEFORE_DEADLINE_S = 10.0  # what returning the answer and the runtime need
 
 class LambdaContext(Protocol):
     """The part of the Lambda context object the handler uses."""
+
+    function_name: str
+    aws_request_id: str
 
     def get_remaining_time_in_millis(self) -> int: ...  # noqa: D102
 
@@ -105,6 +108,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 write_concurrency=SETTINGS.write_concurrency,
                 cpu_workers=SETTINGS.cpu_workers,
             ),
+            writer=parquet.lambda_writer(context.function_name, context.aws_request_id),
             staging_dir=Path(staging),
             time_left_s=lambda: (
                 context.get_remaining_time_in_millis() / 1000 - _STOP_BEFORE_DEADLINE_S

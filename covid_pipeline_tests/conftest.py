@@ -361,6 +361,55 @@ class DagsterDev:
         """The instance the UI and daemon use (its runs and events), opened from the test."""
         return open_instance(self.home)
 
+    def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
+        """The `data` of a GraphQL query, as the UI sends it."""
+        answer = requests.post(
+            self.graphql, json={"query": query, "variables": variables or {}}, timeout=30
+        ).json()
+        assert "errors" not in answer, answer
+        data: dict[str, Any] = answer["data"]
+        return data
+
+    def launch_backfill(self, days: list[str]) -> str:
+        """Backfill `days` of the daily asset as the UI's launch dialog does; its id."""
+        params = {
+            "assetSelection": [{"path": ["covid_daily_reports"]}],
+            "partitionNames": days,
+            "fromFailure": False,
+        }
+        launched = self.query(_LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert launched["__typename"] == "LaunchBackfillSuccess", launched
+        return str(launched["backfillId"])
+
+    def wait_for_backfill(self, backfill_id: str, timeout_s: float = 300) -> str:
+        """The backfill's final status (the daemon ticks every 30 s)."""
+        status, deadline = None, time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            answer = self.query(_BACKFILL_STATUS, {"id": backfill_id})
+            status = answer["partitionBackfillOrError"]["status"]
+            if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
+                return str(status)
+            time.sleep(2)
+        raise AssertionError(f"backfill {backfill_id} still {status} after {timeout_s} s")
+
+
+_LAUNCH_BACKFILL = """
+mutation Launch($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+  }
+}"""
+_BACKFILL_STATUS = """
+query Status($id: String!) {
+  partitionBackfillOrError(backfillId: $id) {
+    __typename
+    ... on PartitionBackfill { status }
+    ... on PythonError { message }
+  }
+}"""
+
 
 @pytest.fixture
 def dagster_dev_env() -> dict[str, str]:

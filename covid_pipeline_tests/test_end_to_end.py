@@ -12,14 +12,12 @@ import io
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import boto3
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
-import requests
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
@@ -91,50 +89,15 @@ def _time_series_row(file_name: str, country: str) -> list[str]:
     raise AssertionError(f"{country} not in {file_name}")
 
 
-LAUNCH = """
-mutation Launch($params: LaunchBackfillParams!) {
-  launchPartitionBackfill(backfillParams: $params) {
-    __typename
-    ... on LaunchBackfillSuccess { backfillId }
-    ... on PythonError { message }
-  }
-}"""
-STATUS = """
-query Status($id: String!) {
-  partitionBackfillOrError(backfillId: $id) {
-    __typename
-    ... on PartitionBackfill { status }
-    ... on PythonError { message }
-  }
-}"""
-
-
 @pytest.fixture
 def dagster_dev_env() -> dict[str, str]:
     return {"ISO_CODE": "USA,CAN"}  # two countries in one lake
 
 
 def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: ReplayServer) -> None:
-    url, warehouse = dagster_dev.graphql, dagster_dev.warehouse
+    warehouse = dagster_dev.warehouse
     days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
-    params = {
-        "assetSelection": [{"path": ["covid_daily_reports"]}],
-        "partitionNames": days,
-        "fromFailure": False,
-    }
-    answer = requests.post(url, json={"query": LAUNCH, "variables": {"params": params}}, timeout=30)
-    launched = answer.json()["data"]["launchPartitionBackfill"]
-    assert launched["__typename"] == "LaunchBackfillSuccess", launched
-
-    status, deadline = None, time.monotonic() + 300  # the daemon ticks every 30 s
-    while time.monotonic() < deadline:
-        variables = {"id": launched["backfillId"]}
-        answer = requests.post(url, json={"query": STATUS, "variables": variables}, timeout=30)
-        status = answer.json()["data"]["partitionBackfillOrError"]["status"]
-        if status in ("COMPLETED_SUCCESS", "COMPLETED_FAILED", "FAILED", "CANCELED"):
-            break
-        time.sleep(2)
-    assert status == "COMPLETED_SUCCESS"
+    assert dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(days)) == "COMPLETED_SUCCESS"
 
     for day in days:  # one file a day, with both countries' rows: USA's as for USA alone
         path = warehouse / "covid_daily_reports" / "can_usa" / f"date={day}" / "data.parquet"

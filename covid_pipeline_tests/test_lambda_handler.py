@@ -6,6 +6,7 @@ handler uses (`get_remaining_time_in_millis`), as in Powertools' examples.
 """
 
 import importlib
+import io
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -13,9 +14,11 @@ from dataclasses import dataclass, field
 from types import ModuleType
 
 import boto3
+import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
+from covid_pipeline.core import parquet
 from covid_pipeline.core.config import ConfigError, load_settings
 from covid_pipeline.core.glue import registered_days
 from covid_pipeline.core.stores import StorageAccessError
@@ -102,12 +105,21 @@ def assert_same_objects_as_the_dagster_asset(
     )
     defs = build_definitions(settings)
     assert materialize_days(defs, "2021-01-01", "2021-01-31").success
-    keys = s3_keys(bucket)
     ours = days_in(bucket, f"{prefix}/")
     assert ours == days_in(bucket, "dagster/") and len(ours) == days
-    for day in ours:  # byte for byte: the same ETag, so the same schema and rows
+    s3 = boto3.client("s3")
+    for day in ours:  # the same schema, rows and country set; each names its own writer
         suffix = f"/usa/date={day}/data.parquet"
-        assert keys[f"{prefix}{suffix}"] == keys[f"dagster{suffix}"], day
+        lambda_file, dagster_file = (
+            pq.read_table(io.BytesIO(s3.get_object(Bucket=bucket, Key=key)["Body"].read()))
+            for key in (f"{prefix}{suffix}", f"dagster{suffix}")
+        )
+        assert lambda_file.equals(dagster_file), day
+        stamps = [dict(table.schema.metadata) for table in (lambda_file, dagster_file)]
+        assert [s.pop(parquet.WRITER_KEY).decode().split()[0] for s in stamps] == [
+            "lambda", "dagster"
+        ]  # fmt: skip
+        assert stamps[0] == stamps[1], day
 
 
 def test_lambda_handler_returns_remaining_days_at_its_deadline(

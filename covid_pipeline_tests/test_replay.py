@@ -94,6 +94,7 @@ def test_replay_faults_can_be_set_over_http(replay: ReplayServer) -> None:
         "distinct_days": 1,
         "max_requests_per_day": 2,
         "faults_served": 1,
+        "max_in_flight": 1,  # one request after the other
     }
 
 

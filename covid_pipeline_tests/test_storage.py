@@ -1,6 +1,7 @@
 """Hive layout, atomic writes and reads, on a local directory and on an S3 server over HTTP."""
 
 import datetime as dt
+import time
 from pathlib import Path
 
 import boto3
@@ -9,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay import jhu
 
-from covid_pipeline.core import layout, parquet, storage, stores
+from covid_pipeline.core import lake_scan, layout, parquet, storage, stores
 from covid_pipeline.core.transform import SCHEMA, to_table
 from covid_pipeline_tests.conftest import S3_SERVERS, new_bucket, use_s3_server
 
@@ -44,8 +45,37 @@ def test_storage_round_trips_a_day(store: stores.Store, table) -> None:
     assert back is not None and back.equals(table)
     # The documented schema, field metadata (descriptions) included, and the file's country set.
     assert back.schema.remove_metadata().equals(SCHEMA, check_metadata=True)
-    assert back.schema.metadata == {parquet.COUNTRIES_KEY: b"USA"}
+    assert back.schema.metadata == {
+        parquet.COUNTRIES_KEY: b"USA",
+        parquet.WRITER_KEY: parquet.DIRECT_WRITER.encode(),
+    }
     assert parquet.countries_of(back) == "USA"
+
+
+def test_storage_lists_a_prefix_a_page_at_a_time_with_each_files_writer(
+    store: stores.Store, table
+) -> None:
+    """What the lake sensor reads: pages of day files in key order; a file's rows and writer."""
+    days = ["2021-01-15", "2021-01-16", "2021-01-17"]
+    before = time.time() - 1  # S3 keeps whole seconds
+    for day in days:
+        storage.write_day(store, "p", day, table, "USA", parquet.lambda_writer("f", day))
+    store.put("p/notes.txt", b"not a day")  # other keys under the prefix are not days
+
+    first = store.list_files("p", None, 2)
+    assert [file.day for file in first.files] == days[:2]
+    assert first.resume_after == first.files[-1].key == "p/date=2021-01-16/data.parquet"
+    rest = store.list_files("p", first.resume_after, 2)
+    assert [file.day for file in rest.files] == days[2:] and rest.resume_after is None
+    assert store.list_files("other", None, 2).files == []
+
+    file = rest.files[0]
+    assert file.uri == store.uri(file.key) and before <= file.modified <= time.time() + 1
+    found = lake_scan.read_day_file(store, file)
+    assert found is not None and found.rows == table.num_rows and found.countries == "USA"
+    assert found.writer == "lambda f request 2021-01-17" and file.bytes > 0
+    assert parquet.dagster_run_of(found.writer) is None
+    assert parquet.dagster_run_of(parquet.dagster_writer("abc")) == "abc"
 
 
 def test_storage_writes_snappy_parquet(table) -> None:

@@ -188,6 +188,12 @@ VARIABLES: tuple[Variable, ...] = (
         _CATALOG, example="s3://my-data-lake/athena-results/", check=_s3_uri,
     ),
     Variable(
+        "LAKE_SENSOR_INTERVAL", "lake_sensor_interval_s",
+        "Seconds between the lake sensor's ticks. A tick lists up to 1,000 day files (one S3 "
+        "LIST) and reads only those Dagster has not recorded; it never calls the API.",
+        _CATALOG, default="60", kind=int, low=5, high=86400,
+    ),
+    Variable(
         "FETCH_CONCURRENCY", "fetch_concurrency",
         "Requests in flight at once: the API's budget. 8 is polite to a public API.",
         _THROUGHPUT, default="8", example="16", kind=int, low=1, high=64,
@@ -306,6 +312,7 @@ class Settings:
     crawler_timeout_s: float = 1800.0
     athena_workgroup: str = "primary"
     athena_output_location: str | None = None
+    lake_sensor_interval_s: int = 60
     max_days_per_invocation: int = 1143
     execution_mode: str = "local"
     lambda_function_name: str | None = None

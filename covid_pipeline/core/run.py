@@ -25,6 +25,7 @@ import pyarrow as pa
 
 from covid_pipeline.core import checks
 from covid_pipeline.core.api import CovidApiClient
+from covid_pipeline.core.parquet import DIRECT_WRITER
 from covid_pipeline.core.report import ProgressCallback, run_failure_message
 from covid_pipeline.core.storage import WrittenFile, write_day, write_day_via_file
 from covid_pipeline.core.stores import Store
@@ -117,6 +118,7 @@ def run_range(
     days: Iterable[dt.date],
     options: RangeOptions = RangeOptions(),
     *,
+    writer: str = DIRECT_WRITER,
     staging_dir: Path | None = None,
     time_left_s: TimeLeft | None = None,
     on_landed: OnLanded | None = None,
@@ -130,6 +132,7 @@ def run_range(
         prefix: the folder of this country set in `store`.
         days: the range.
         options: the concurrency knobs.
+        writer: who is writing, stamped in each file (core.parquet: a Dagster run, a Lambda).
         staging_dir: write each day to a file here first, upload it and delete it (the
             Lambda's /tmp: neither memory nor the directory grows with the range); None
             encodes each day in memory.
@@ -164,10 +167,10 @@ def run_range(
     def write(fetched: FetchedDay) -> WrittenFile:
         began = time.monotonic()
         if staging_dir is None:
-            file = write_day(store, prefix, fetched.day, fetched.table, stream.countries)
+            file = write_day(store, prefix, fetched.day, fetched.table, stream.countries, writer)
         else:
             file = write_day_via_file(
-                store, prefix, fetched.day, fetched.table, stream.countries, staging_dir
+                store, prefix, fetched.day, fetched.table, stream.countries, staging_dir, writer
             )
         write_seconds[fetched.day] = time.monotonic() - began
         return file
@@ -203,6 +206,7 @@ def write_tables(
     prefix: str,
     countries: str,
     *,
+    writer: str = DIRECT_WRITER,
     write_concurrency: int = 8,
     on_landed: OnLanded | None = None,
 ) -> RangeOutcome:
@@ -216,7 +220,7 @@ def write_tables(
     days = sorted(tables)
     failed = write_stream(
         tally.count(FetchedDay(day, tables[day]) for day in days),
-        lambda fetched: write_day(store, prefix, fetched.day, fetched.table, countries),
+        lambda fetched: write_day(store, prefix, fetched.day, fetched.table, countries, writer),
         concurrency=write_concurrency,
         total=len(days),
         on_written=tally.landed,

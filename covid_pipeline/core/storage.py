@@ -11,7 +11,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from covid_pipeline.core.layout import partition_key
-from covid_pipeline.core.parquet import countries_of, decode_parquet, encode_parquet, stamped
+from covid_pipeline.core.parquet import (
+    DIRECT_WRITER,
+    countries_of,
+    decode_parquet,
+    encode_parquet,
+    stamped,
+)
 from covid_pipeline.core.stores import StorageAccessError, Store, fatal_local_errors
 
 
@@ -25,16 +31,29 @@ class WrittenFile:
     bytes: int
 
 
-def write_day(store: Store, prefix: str, day: str, table: pa.Table, countries: str) -> WrittenFile:
-    """Write one day's table as its partition's file, stamped with its country set."""
+def write_day(
+    store: Store,
+    prefix: str,
+    day: str,
+    table: pa.Table,
+    countries: str,
+    writer: str = DIRECT_WRITER,
+) -> WrittenFile:
+    """Write one day's table as its partition's file, stamped with its country set and writer."""
     key = partition_key(prefix, day)
-    data = encode_parquet(table, countries)
+    data = encode_parquet(table, countries, writer)
     store.put(key, data)
     return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=len(data))
 
 
 def write_day_via_file(
-    store: Store, prefix: str, day: str, table: pa.Table, countries: str, staging_dir: Path
+    store: Store,
+    prefix: str,
+    day: str,
+    table: pa.Table,
+    countries: str,
+    staging_dir: Path,
+    writer: str = DIRECT_WRITER,
 ) -> WrittenFile:
     """Write one day's table to a local file first, upload it, then delete the file.
 
@@ -46,7 +65,7 @@ def write_day_via_file(
     try:
         # A full /tmp would fail every day alike: stop the range, as a full warehouse does.
         with fatal_local_errors(f"the staging directory {staging_dir}", path, _STAGING_ADVICE):
-            pq.write_table(stamped(table, countries), path, compression="snappy")
+            pq.write_table(stamped(table, countries, writer), path, compression="snappy")
         size = path.stat().st_size
         store.put_file(key, path)
     finally:

@@ -17,13 +17,14 @@ import os
 import re
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import botocore.exceptions
 from botocore.config import Config
 
-from covid_pipeline.core.layout import FILE_NAME, day_of
+from covid_pipeline.core.layout import FILE_NAME, day_of, partition_key
 
 _CONTENT_TYPE = "application/vnd.apache.parquet"
 
@@ -68,6 +69,25 @@ class StorageAccessError(Exception):
     """The store cannot be written at all; the message names where and what to check."""
 
 
+@dataclass(frozen=True)
+class StoredFile:
+    """A day's file as a listing shows it: no read of the file itself."""
+
+    day: str
+    key: str
+    uri: str
+    bytes: int
+    modified: float  # POSIX seconds: S3's LastModified, or the local file's mtime
+
+
+@dataclass(frozen=True)
+class Listing:
+    """One page of a prefix's day files, and where the next page starts."""
+
+    files: list[StoredFile]
+    resume_after: str | None  # the last key listed; None: the listing reached the end
+
+
 class Store(Protocol):
     """A place that holds files by key: an S3 bucket or a local directory."""
 
@@ -89,6 +109,13 @@ class Store(Protocol):
 
     def days(self, prefix: str) -> Iterator[str]:
         """The days that have a file under `prefix`."""
+        ...
+
+    def list_files(self, prefix: str, after: str | None, limit: int) -> Listing:
+        """Up to `limit` day files under `prefix` in key order, from the first key past `after`.
+
+        On S3 one LIST request (`limit` at most 1,000, S3's page).
+        """
         ...
 
     def preflight(self, prefix: str) -> None:
@@ -138,6 +165,20 @@ class LocalStore:
             day = day_of(path.relative_to(base).as_posix())
             if day is not None:
                 yield day
+
+    def list_files(self, prefix: str, after: str | None, limit: int) -> Listing:  # noqa: D102
+        keys = [partition_key(prefix, day) for day in self.days(prefix)]
+        keys = [key for key in keys if after is None or key > after]
+        files = []
+        for key in keys[:limit]:
+            try:
+                status = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # removed since the folder was read
+            day = day_of(key)
+            assert day is not None  # a key of self.days
+            files.append(StoredFile(day, key, self.uri(key), status.st_size, status.st_mtime))
+        return Listing(files, keys[limit - 1] if len(keys) > limit else None)
 
     def preflight(self, prefix: str) -> None:
         """Create the prefix's folder and a file in it, then remove the file."""
@@ -246,6 +287,29 @@ class S3Store:
                     day = day_of(entry["Key"][len(base) :])
                     if day is not None:
                         yield day
+
+    def list_files(self, prefix: str, after: str | None, limit: int) -> Listing:  # noqa: D102
+        base = f"{prefix}/" if prefix else ""
+        request: dict[str, Any] = {
+            "Bucket": self.bucket,
+            "Prefix": f"{base}date=",
+            "MaxKeys": limit,
+        }
+        if after is not None:
+            request["StartAfter"] = after
+        with self._fatal_errors("list"):
+            answer = self.client.list_objects_v2(**request)
+        entries = answer.get("Contents", [])
+        files = []
+        for entry in entries:
+            day = day_of(entry["Key"][len(base) :])
+            if day is not None:
+                modified = entry["LastModified"].timestamp()
+                files.append(
+                    StoredFile(day, entry["Key"], self.uri(entry["Key"]), entry["Size"], modified)
+                )
+        truncated = answer.get("IsTruncated", False) and entries
+        return Listing(files, entries[-1]["Key"] if truncated else None)
 
     def preflight(self, prefix: str) -> None:
         """List one key under the prefix: finds a missing bucket, bad keys, a wrong endpoint.

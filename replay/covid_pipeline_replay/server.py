@@ -13,6 +13,7 @@ Control endpoints, for a server in another process: `GET /_replay/stats`,
 `PUT /_replay/faults` (a JSON list of fault rules) and `POST /_replay/reset`.
 """
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
@@ -25,7 +26,7 @@ import sys
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -109,6 +110,8 @@ class ReplayServer:
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()  # "<iso> <date>" -> requests for that day
         self.faults_served = 0
+        self.in_flight = 0  # report requests being answered now
+        self.max_in_flight = 0  # the most at once since the last reset: the API's load
         self._httpd = _QuietServer((host, port), _Handler)
         self._httpd.daemon_threads = True  # hung requests must not block shutdown
         self._httpd.replay = self  # type: ignore[attr-defined]
@@ -152,6 +155,7 @@ class ReplayServer:
             self.link_base = None
             self.requests.clear()
             self.faults_served = 0
+            self.max_in_flight = 0
 
     def stats(self) -> dict[str, Any]:
         """Counters as JSON-friendly values."""
@@ -161,6 +165,7 @@ class ReplayServer:
                 "distinct_days": len(self.requests),
                 "max_requests_per_day": max(self.requests.values(), default=0),
                 "faults_served": self.faults_served,
+                "max_in_flight": self.max_in_flight,
             }
 
     def take_fault(self, date: str) -> Fault | None:
@@ -178,6 +183,18 @@ class ReplayServer:
         """Count one request for a day's reports."""
         with self._lock:
             self.requests[f"{iso} {date}"] += 1
+
+    @contextlib.contextmanager
+    def answering(self) -> Iterator[None]:
+        """Count a report request as in flight while it is answered."""
+        with self._lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        try:
+            yield
+        finally:
+            with self._lock:
+                self.in_flight -= 1
 
 
 class _QuietServer(ThreadingHTTPServer):
@@ -208,7 +225,8 @@ class _Handler(BaseHTTPRequestHandler):
         if url.path == "/_replay/stats":
             self._send_json(200, self.replay.stats())
         elif url.path == "/api/reports":
-            self._reports(query)
+            with self.replay.answering():
+                self._reports(query)
         elif url.path == "/api/regions":
             data = [{"iso": iso, "name": name} for iso, name in jhu.regions()]
             self._send_json(200, {"data": data})

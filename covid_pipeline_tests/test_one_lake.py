@@ -1,0 +1,212 @@
+"""One lake, one truth: Dagster sees every day in the lake, whoever wrote it.
+
+Against `dagster dev` (webserver and daemon, the project's instance file) on moto's S3 and
+Glue, with the replay API. The lake sensor ticks every 5 s here (LAKE_SENSOR_INTERVAL):
+- days written by a direct Lambda invocation show as materialized within two ticks, with the
+  writer and a run's per-day metadata, without a request to the API; the catalog follows;
+- a UI backfill whose run worker is killed with SIGKILL ends failed, every day it wrote shows
+  as materialized, and a backfill of the missing days fetches only the rest.
+"""
+
+import datetime as dt
+import importlib
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+
+import dagster as dg
+import pytest
+from covid_pipeline_replay.server import ReplayServer
+
+from covid_pipeline.core.dates import day_range
+from covid_pipeline_tests.conftest import DagsterDev, s3_keys
+from covid_pipeline_tests.test_lambda_handler import FakeContext
+
+pytestmark = pytest.mark.slow
+
+PREFIX = "covid_daily_reports/usa"
+SENSOR_INTERVAL_S = 5
+DAILY = dg.AssetKey("covid_daily_reports")
+
+PARTITION_STATUS = """
+{ assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) {
+    ... on AssetNode { assetPartitionStatuses {
+      ... on TimePartitionStatuses { ranges { status startKey endKey } } } } } }"""
+TICKS = """
+query Ticks($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) {
+    __typename
+    ... on Sensor { sensorState { ticks(limit: 100) { timestamp status } } }
+  }
+}"""
+
+
+@pytest.fixture
+def dagster_dev_env(s3_bucket: str) -> dict[str, str]:
+    return {
+        "BUCKET_NAME": s3_bucket,
+        "CATALOG_MODE": "glue_partitions",
+        "LAKE_SENSOR_INTERVAL": str(SENSOR_INTERVAL_S),
+    }
+
+
+@pytest.fixture
+def lambda_handler(
+    s3_bucket: str, replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[ModuleType]:
+    """The Lambda handler, cold-started to write into the deployment's bucket and prefix."""
+    for name, value in {
+        "BUCKET_NAME": s3_bucket,
+        "API_URL": replay.url,
+        "ISO_CODE": "USA",
+        "CATALOG_MODE": "glue_partitions",
+    }.items():
+        monkeypatch.setenv(name, value)
+    import covid_pipeline.lambda_handler as module
+
+    yield importlib.reload(module)
+
+
+def partition_statuses(dev: DagsterDev) -> dict[str, str]:
+    """Day -> its status in the UI's partition bar (MATERIALIZED, FAILED, ...); missing: absent."""
+    node = dev.query(PARTITION_STATUS)["assetNodeOrError"]
+    statuses = {}
+    for status_range in node["assetPartitionStatuses"]["ranges"]:
+        first = dt.date.fromisoformat(status_range["startKey"])
+        last = dt.date.fromisoformat(status_range["endKey"])
+        statuses |= {day.isoformat(): status_range["status"] for day in day_range(first, last)}
+    return statuses
+
+
+def wait_until(condition, timeout_s: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {timeout_s} s")
+
+
+def sensor_ticks(dev: DagsterDev) -> list[float]:
+    """When the lake sensor's ticks started, oldest first."""
+    workspace = dev.query("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
+    (location,) = workspace["workspaceOrError"]["locationEntries"]
+    selector = {
+        "repositoryLocationName": location["name"],
+        "repositoryName": "__repository__",
+        "sensorName": "covid_lake_observer",
+    }
+    answer = dev.query(TICKS, {"selector": selector})["sensorOrError"]
+    assert answer["__typename"] == "Sensor", answer
+    return sorted(tick["timestamp"] for tick in answer["sensorState"]["ticks"])
+
+
+def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
+    dagster_dev: DagsterDev, lambda_handler: ModuleType, replay: ReplayServer, s3_bucket: str
+) -> None:
+    days = [day.isoformat() for day in day_range(dt.date(2021, 2, 1), dt.date(2021, 2, 10))]
+    answer = lambda_handler.handler({"start_date": days[0], "end_date": days[-1]}, FakeContext())
+    written_at = time.time()
+    assert answer["written"] == days and answer["catalog"]["mode"] == "glue_partitions"
+    replay.reset()
+
+    instance = dagster_dev.instance()
+    wait_until(
+        lambda: all(partition_statuses(dagster_dev).get(day) == "MATERIALIZED" for day in days),
+        timeout_s=120,
+        what="the Lambda's days materialized in Dagster",
+    )
+    records = instance.fetch_materializations(DAILY, limit=100).records
+    assert sorted(record.partition_key for record in records) == days  # each once, runless
+    recorded_at = max(record.timestamp for record in records)
+    ticks = [at for at in sensor_ticks(dagster_dev) if written_at < at <= recorded_at]
+    assert 1 <= len(ticks) <= 2, ticks
+    for record in records:  # a run's per-day metadata, and who wrote the file
+        metadata = record.asset_materialization.metadata
+        file = answer["files"][record.partition_key]
+        assert record.run_id == "" and metadata["dagster/row_count"].value == file["rows"]
+        assert (
+            metadata["dagster/uri"].value
+            == f"s3://{s3_bucket}/{PREFIX}/date={record.partition_key}/data.parquet"
+        )
+        assert metadata["writer"].value == (
+            "lambda covid-daily-reports-backfill request c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+        )
+        assert metadata["size_kib"].value == round(file["bytes"] / 1024, 1)
+    assert replay.stats()["requests"] == 0  # the sensor read the lake, never the API
+
+    # The catalog follows these days as it follows a backfill's.
+    catalog = dg.AssetKey("covid_catalog_table")
+    wait_until(
+        lambda: (
+            (event := instance.get_latest_materialization_event(catalog)) is not None
+            and event.timestamp > recorded_at
+        ),
+        timeout_s=150,
+        what="the catalog asset materialized after the sensor's days",
+    )
+    assert replay.stats()["requests"] == 0
+
+
+def run_worker_pids() -> set[int]:
+    """The processes that execute Dagster runs.
+
+    Under `dagster dev` a run executes in a process the code server spawns; Dagster's log
+    capture watches it with `watch_orphans.py <its pid>`.
+    """
+    pids = set()
+    for entry in Path("/proc").iterdir():
+        try:
+            command = (entry / "cmdline").read_bytes().decode().split("\0")
+        except (FileNotFoundError, ProcessLookupError, PermissionError, NotADirectoryError):
+            continue
+        watcher = [i for i, arg in enumerate(command) if arg.endswith("watch_orphans.py")]
+        if watcher and len(command) > watcher[0] + 1:
+            pids.add(int(command[watcher[0] + 1]))
+    return pids
+
+
+def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetches_the_rest(
+    dagster_dev: DagsterDev, replay: ReplayServer, s3_bucket: str
+) -> None:
+    days = [day.isoformat() for day in day_range(dt.date(2021, 3, 1), dt.date(2021, 6, 30))]
+    replay.latency_s = 0.3  # 122 days, 4 at a time: long enough to be killed midway
+    instance = dagster_dev.instance()
+
+    def landed() -> list[str]:
+        return sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+
+    backfill = dagster_dev.launch_backfill(days)
+    wait_until(lambda: len(landed()) >= 12, timeout_s=180, what="12 days landed")
+    (pid,) = run_worker_pids()
+    os.kill(pid, signal.SIGKILL)  # as the OOM killer does
+    assert dagster_dev.wait_for_backfill(backfill) == "COMPLETED_FAILED"
+    (run,) = instance.get_runs()
+    assert run.status == dg.DagsterRunStatus.FAILURE
+    written = landed()
+    assert 12 <= len(written) < len(days)
+
+    wait_until(
+        lambda: all(partition_statuses(dagster_dev).get(day) == "MATERIALIZED" for day in written),
+        timeout_s=60,
+        what="the killed run's days materialized",
+    )
+    statuses = partition_statuses(dagster_dev)
+    missing = [day for day in days if statuses.get(day) != "MATERIALIZED"]
+    assert missing == [day for day in days if day not in written]
+    records = instance.fetch_materializations(DAILY, limit=1000).records
+    assert {r.asset_materialization.metadata["writer"].value for r in records} == {
+        f"dagster run {run.run_id}"
+    }
+
+    replay.reset()
+    replay.latency_s = 0.0
+    assert dagster_dev.wait_for_backfill(dagster_dev.launch_backfill(missing)) == (
+        "COMPLETED_SUCCESS"
+    )
+    stats = replay.stats()  # only the rest, each once
+    assert stats["requests"] == stats["distinct_days"] == len(missing)
+    assert landed() == days
