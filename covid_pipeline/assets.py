@@ -22,6 +22,7 @@ warnings.filterwarnings(
 )
 
 _DAILY = dg.AssetKey("covid_daily_reports")
+API_POOL = "covid_api"
 # On the definition, not on each day's event: the schema is the same every day, and a copy in
 # each of 1143 materialization events would cost a backfill seconds of event-log writes.
 _COLUMN_SCHEMA = dg.TableSchema(
@@ -42,6 +43,9 @@ _CHECKS = {
     partitions_def=DAILY_PARTITIONS,
     # A range is one run: one run per day costs Dagster seconds each, an hour for the history.
     backfill_policy=dg.BackfillPolicy.single_run(),
+    # The API's one budget: every run of the deployment takes a slot of this pool, which the
+    # project's instance file limits to one, so FETCH_CONCURRENCY is the most in flight.
+    pool=API_POOL,
     io_manager_key="hive_parquet_io_manager",
     group_name="covid",
     kinds={"parquet", "python"},

@@ -21,7 +21,7 @@ import pytest
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import local_catalog
+from covid_pipeline.core import local_catalog, parquet
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline_tests.conftest import (
@@ -76,8 +76,25 @@ def test_cli_backfills_the_whole_history_to_s3_idempotently(
         int(row[(dt.date(2022, 6, 1) - FIRST_DAY).days])
     ]
 
+    sizes = object_sizes(s3_bucket)
     dagster_cli(args, env, cwd=tmp_path, timeout=600)
-    assert s3_keys(s3_bucket) == first_run  # same keys, same bytes (ETags): nothing duplicated
+    # Nothing duplicated: the same keys, each replaced by a file of the same size, the same
+    # rows, and the new run's id in its writer stamp (the only bytes that change).
+    assert object_sizes(s3_bucket) == sizes
+    body = s3.get_object(Bucket=s3_bucket, Key="covid/usa/date=2021-01-15/data.parquet")["Body"]
+    again = pq.read_table(io.BytesIO(body.read()))
+    assert again.equals(replay_table("2021-01-15"))
+    writer = parquet.stamp_of(again.schema.metadata, parquet.WRITER_KEY)
+    assert writer is not None and writer.startswith("dagster run ")
+    assert (
+        s3_keys(s3_bucket)["covid/usa/date=2021-01-15/data.parquet"]
+        != first_run["covid/usa/date=2021-01-15/data.parquet"]
+    )  # written again, by the second run
+
+
+def object_sizes(bucket: str) -> dict[str, int]:
+    pages = boto3.client("s3").get_paginator("list_objects_v2").paginate(Bucket=bucket)
+    return {item["Key"]: item["Size"] for page in pages for item in page.get("Contents", [])}
 
 
 def _time_series_row(file_name: str, country: str) -> list[str]:

@@ -12,6 +12,8 @@ import datetime as dt
 import importlib
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -210,3 +212,54 @@ def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetche
     stats = replay.stats()  # only the rest, each once
     assert stats["requests"] == stats["distinct_days"] == len(missing)
     assert landed() == days
+
+
+POOL = """
+{ instance { concurrencyLimit(concurrencyKey: "covid_api") {
+    limit usingDefaultLimit activeRunIds pendingStepRunIds } } }"""
+
+
+def test_every_run_of_a_deployment_shares_the_apis_budget(
+    dagster_dev: DagsterDev, replay: ReplayServer, s3_bucket: str, tmp_path: Path
+) -> None:
+    """Six separate ranges from the UI (six runs) and a CLI range, at once: one budget."""
+    replay.latency_s = 0.2
+    ranges = [day_range(dt.date(2020, 3, 1) + dt.timedelta(days=60 * i), dt.date(2020, 3, 1)
+              + dt.timedelta(days=60 * i + 49)) for i in range(6)]  # fmt: skip
+    ui_days = [day.isoformat() for days in ranges for day in days]
+    cli_days = [day.isoformat() for day in day_range(dt.date(2021, 6, 1), dt.date(2021, 6, 30))]
+    instance = dagster_dev.instance()
+
+    # The CLI first: once its step holds the pool's one slot, the UI's runs wait for it.
+    cli = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+         "-m", "covid_pipeline.definitions", "--select", "covid_daily_reports",
+         "--partition-range", f"{cli_days[0]}...{cli_days[-1]}"],
+        env={**os.environ, "DAGSTER_HOME": str(dagster_dev.home), "API_URL": replay.url,
+             "BUCKET_NAME": s3_bucket, "FETCH_CONCURRENCY": "4"},
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+
+    def pool() -> dict:  # type: ignore[type-arg]
+        return dagster_dev.query(POOL)["instance"]["concurrencyLimit"]
+
+    wait_until(lambda: pool()["activeRunIds"], timeout_s=120, what="the CLI's step holds the slot")
+    (cli_run,) = pool()["activeRunIds"]
+    assert pool()["limit"] == 1 and pool()["usingDefaultLimit"]  # from the instance file
+    backfill = dagster_dev.launch_backfill(ui_days)
+
+    # While the CLI fetches, the UI's runs are held: none starts, and the pool says who holds it.
+    while cli.poll() is None:
+        assert pool()["activeRunIds"] in ([cli_run], []), pool()
+        time.sleep(0.5)
+    output = cli.stdout.read() if cli.stdout else ""
+    assert cli.returncode == 0, output[-4000:]
+    assert dagster_dev.wait_for_backfill(backfill, timeout_s=600) == "COMPLETED_SUCCESS"
+
+    runs = instance.get_runs()
+    assert len(runs) == 7 and {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
+    stats = replay.stats()  # every day fetched once, never more than 4 requests at once
+    assert stats["requests"] == stats["distinct_days"] == len(ui_days) + len(cli_days)
+    assert stats["max_in_flight"] == 4, stats  # each run uses the whole budget, one at a time
+    written = sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+    assert written == sorted(ui_days + cli_days)

@@ -195,7 +195,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "FETCH_CONCURRENCY", "fetch_concurrency",
-        "Requests in flight at once: the API's budget. 8 is polite to a public API.",
+        "Requests in flight at once: the API's budget, shared by every run of a Dagster "
+        "deployment (its covid_api pool), and by each Lambda invocation on its own. 8 is "
+        "polite to a public API.",
         _THROUGHPUT, default="8", example="16", kind=int, low=1, high=64,
     ),
     Variable(
