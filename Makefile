@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: help install ceph chromium demo dev replay test test-fast lint fmt env-example reliability-doc infra-check lambda-package bench clean
+.PHONY: help install ceph chromium postgres demo dev dev-postgres replay test test-fast lint fmt env-example reliability-doc infra-check lambda-package bench clean
 
 help:  ## this list
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/^([a-z-]+):.*## /  make \1\t/' | expand -t 24
@@ -25,11 +25,28 @@ ceph:
 chromium:
 	bash scripts/install_chromium.sh
 
+# Debian's PostgreSQL, the server of the production instance's tests (apt-get, as root; else skipped).
+postgres:
+	bash scripts/install_postgres.sh
+
 demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
 	$(PY) -m covid_pipeline_replay.demo
 
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
 	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+
+# The production instance in one command: a local PostgreSQL in .postgres (port 5433, kept
+# between runs), then the webserver and the daemon as separate processes, as in production.
+PG_ENV := DAGSTER_HOME=$(CURDIR)/.dagster_home_postgres DAGSTER_PG_HOST=127.0.0.1 \
+	DAGSTER_PG_PORT=5433 DAGSTER_PG_USER=postgres DAGSTER_PG_PASSWORD= DAGSTER_PG_DB=dagster \
+	DAGSTER_EVENT_BATCH_SIZE=100 DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true
+dev-postgres: install postgres  ## the UI and daemon on the production instance (PostgreSQL), http://127.0.0.1:3000
+	$(PY) -m covid_pipeline_tests.postgres_server --dir .postgres --port 5433 --db dagster
+	mkdir -p .dagster_home_postgres
+	cp dagster-instance.postgres.yaml .dagster_home_postgres/dagster.yaml
+	$(PG_ENV) $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
+	trap 'kill $$daemon' EXIT INT TERM; \
+	$(PG_ENV) $(BIN)/dagster-webserver -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 # The instance's configuration is kept in the repository (not named dagster.yaml: Dagster
 # warns about a dagster.yaml in the working directory); the instance itself is not.
@@ -40,7 +57,7 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline_replay --port 8000
 
-test: install ceph chromium  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 8 minutes)
+test: install ceph chromium postgres  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 8 minutes)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
@@ -61,7 +78,7 @@ fmt: install  ## ruff: fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install  ## the backfill benchmark: project vs peers, both replay profiles (about 30 minutes)
+bench: install postgres  ## the backfill benchmark: project vs peers, both replay profiles (about 30 minutes)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.
@@ -84,5 +101,6 @@ infra-check: .venv-infra/.installed  ## infra/template.yaml: SAM translation, cf
 	.venv-infra/bin/python -m pip install --quiet -c infra/requirements.lock -r infra/requirements.txt
 	touch $@
 
-clean:  ## remove the venvs, the warehouse and the Dagster home
-	rm -rf $(VENV) .venv-infra .venv-peers build warehouse .dagster_home .pytest_cache .ruff_cache
+clean:  ## remove the venvs, the warehouse, the Dagster homes and the local PostgreSQL
+	-[ -f .postgres/data/postmaster.pid ] && $(PY) -m covid_pipeline_tests.postgres_server --dir .postgres --stop
+	rm -rf $(VENV) .venv-infra .venv-peers build warehouse .dagster_home .dagster_home_postgres .postgres .pytest_cache .ruff_cache

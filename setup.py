@@ -16,6 +16,10 @@ LAMBDA = [
     "msgspec==0.23.0",
 ]
 
+# The production instance (dagster-instance.postgres.yaml): runs and events in PostgreSQL.
+# It brings psycopg2-binary, the driver the instance file names (constraints.txt pins it).
+POSTGRES = ["dagster-postgres==0.29.27"]
+
 setup(
     name="covid_pipeline",
     version="0.1.0",
@@ -38,7 +42,9 @@ setup(
             "ruff==0.17.6",
             "mypy==2.4.1",  # `make lint` type-checks (strict on core/)
             "types-requests==2.33.0.20261030",
+            *POSTGRES,  # the tests run the production instance against a real server
         ],
         "lambda": LAMBDA,
+        "postgres": POSTGRES,
     },
 )

@@ -10,6 +10,13 @@ measures, in the same run, against the same servers, days and concurrency:
   core             the project's range backfill, by calling the Lambda handler
   cli              `dagster asset materialize --partition-range`, with the project's
                    dagster-instance.yaml as its DAGSTER_HOME/dagster.yaml
+  cli_postgres     the same command on the production instance, dagster-instance.postgres.yaml,
+                   against a local PostgreSQL the benchmark starts, with the event batching
+                   production runs with (volume profile only)
+  cli_dagster_sqlite
+                   the same command on dagster-instance.yaml with Dagster's own SQLite storage
+                   instead of the project's (covid_pipeline/instance_storage.py): what that
+                   storage saves, measured (volume profile only)
   pyarrow_per_day, pyarrow_dataset, awswrangler, dlt
                    the peers (benchmarks/peers.py), in their own virtualenv (.venv-peers)
 
@@ -23,6 +30,7 @@ benchmarks/results.json.
 """
 
 import argparse
+import contextlib
 import datetime as dt
 import io
 import json
@@ -51,7 +59,9 @@ ROOT = Path(__file__).resolve().parent.parent
 PEERS_PYTHON = ROOT / ".venv-peers" / "bin" / "python"
 FIRST_DAY, LAST_DAY = dt.date(2020, 1, 22), dt.date(2023, 3, 9)
 BUCKET = "bench"
-PROJECT = ("naive", "core", "cli")
+PROJECT = ("naive", "core", "cli", "cli_postgres", "cli_dagster_sqlite")
+CLI_INSTANCES = ("cli", "cli_postgres", "cli_dagster_sqlite")  # the CLI on each instance
+VOLUME_ONLY = ("naive", "cli_postgres", "cli_dagster_sqlite")
 PEERS = ("pyarrow_per_day", "pyarrow_dataset", "awswrangler", "dlt")
 PROFILES = ("volume", "fixture")
 MONTH = (dt.date(2021, 1, 1), dt.date(2021, 1, 31))  # the heaviest month: for memory growth
@@ -136,7 +146,7 @@ VARIANTS = {"naive": naive, "core": core}
 
 def command_for(name: str, args: argparse.Namespace, first: dt.date, last: dt.date) -> list[str]:
     """How a variant is started: a project variant, the dagster CLI, or a peer."""
-    if name == "cli":
+    if name in CLI_INSTANCES:
         return [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
             "-m", "covid_pipeline.definitions", "--select", "covid_daily_reports",
@@ -148,6 +158,21 @@ def command_for(name: str, args: argparse.Namespace, first: dt.date, last: dt.da
         sys.executable, str(Path(__file__).resolve()), "--variant", name,
         "--start", str(first), "--days", str((last - first).days + 1), "--iso", args.iso,
     ]  # fmt: skip
+
+
+def instance_file(name: str) -> str:
+    """The dagster.yaml of a CLI variant: one of the project's, or Dagster's own SQLite."""
+    if name == "cli_postgres":
+        return (ROOT / "dagster-instance.postgres.yaml").read_text()
+    text = (ROOT / "dagster-instance.yaml").read_text()
+    if name == "cli_dagster_sqlite":
+        start, end = text.index("storage:\n"), text.index("\n\n", text.index("storage:\n"))
+        text = (
+            text[:start]
+            + "storage:\n  sqlite:\n    base_dir:\n      env: DAGSTER_HOME"
+            + text[end:]
+        )
+    return text
 
 
 # --- running one variant, and what it costs -----------------------------------------------
@@ -314,6 +339,8 @@ def orchestrate(args: argparse.Namespace, first: dt.date, last: dt.date) -> int:
         variants = [v for v in PROJECT if v not in args.skip]
         if profile == "volume" and "naive" in variants:
             variants.remove("naive")  # minutes at this volume, and nothing new to learn
+        if profile != "volume":  # their targets are on the real API's volume
+            variants = [v for v in variants if v == "naive" or v not in VOLUME_ONLY]
         report["profiles"][profile] = run_profile(args, profile, first, last, variants + peers)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     _say(f"\nwrote {args.out}")
@@ -338,7 +365,8 @@ def run_profile(
     expected = expected_totals(profile, args.iso, first, last)
     results: dict[str, dict[str, Any]] = {}
     servers = _servers(args.latency_ms, profile)
-    with servers as (api_url, s3_url), tempfile.TemporaryDirectory() as work:
+    postgres = _postgres() if "cli_postgres" in variants else contextlib.nullcontext({})
+    with servers as (api_url, s3_url), tempfile.TemporaryDirectory() as work, postgres as pg:
         env = _environment(args, api_url, s3_url, first, last)
         s3 = boto3.client("s3", endpoint_url=s3_url, region_name="us-east-1",
                           aws_access_key_id="bench", aws_secret_access_key="bench")  # fmt: skip
@@ -358,7 +386,8 @@ def run_profile(
                 ROOT,
             )
         for name in variants:
-            results[name] = measure(name, args, first, last, env, Path(work), api_url, s3, expected)
+            own = env | (pg if name == "cli_postgres" else {})
+            results[name] = measure(name, args, first, last, own, Path(work), api_url, s3, expected)
         if "cli" in results and (first, last) != MONTH and MONTH[0] >= first and MONTH[1] <= last:
             # With the decoding processes the full range started (a fixed cost, not growth),
             # so that the two peaks differ by what accumulates with the range, if anything.
@@ -391,8 +420,8 @@ def measure(
     prefix = f"{label or name}-{first}-{last}"
     home = work / f"home-{prefix}"
     home.mkdir()
-    if name == "cli":  # the project's instance, as `make dev` and the README's CLI have it
-        shutil.copy(ROOT / "dagster-instance.yaml", home / "dagster.yaml")
+    if name in CLI_INSTANCES:  # the project's instance, as `make dev` and the README's CLI
+        (home / "dagster.yaml").write_text(instance_file(name))
     requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
     _say(f"running {label or name} ({env['ISO_CODE']}, {first}..{last}) ...")
     result: dict[str, Any] = run_variant(
@@ -488,16 +517,28 @@ def _targets(
                 f"{r['api_requests']} requests, {r['written']['days']} days",
                 one,
             )
-    if peers and "cli" in wall:
-        fastest = min(peers, key=peers.get)
-        targets["cli below every peer"] = (
-            f"{wall['cli']:.1f} s against {fastest} {peers[fastest]:.1f} s",
-            wall["cli"] < peers[fastest],
+    for name in ("cli", "cli_postgres"):
+        if peers and name in wall:
+            fastest = min(peers, key=peers.get)
+            ratio = wall[name] / peers[fastest]
+            value = f"{ratio:.2f} ({fastest})"
+            targets[f"{name} <= 0.8 x the fastest peer"] = (value, ratio <= 0.8)
+    if "cli_postgres" in wall and "cli" in wall:
+        ratio = wall["cli_postgres"] / wall["cli"]
+        targets["cli on Postgres <= 1.0 x on the embedded default"] = (
+            f"{wall['cli_postgres']:.1f} / {wall['cli']:.1f} s = {ratio:.2f}",
+            ratio <= 1.0,
         )
     if peers and "core" in wall:
         fastest = min(peers, key=peers.get)
         ratio = wall["core"] / peers[fastest]
         targets["core <= 0.67 x the fastest peer"] = (f"{ratio:.2f} ({fastest})", ratio <= 0.67)
+    if "cli_dagster_sqlite" in wall and "cli" in wall:  # what keeps instance_storage.py
+        ratio = wall["cli"] / wall["cli_dagster_sqlite"]
+        targets["cli on the project's SQLite storage < 1.0 x on Dagster's own"] = (
+            f"{wall['cli']:.1f} / {wall['cli_dagster_sqlite']:.1f} s = {ratio:.2f}",
+            ratio < 1.0,
+        )
     if "cli_month" in results and "cli" in results:
         full, month = results["cli"]["peak_mem_mb"], results["cli_month"]["peak_mem_mb"]
         targets["cli memory, history / month <= 1.15"] = (
@@ -546,6 +587,28 @@ def _environment(
         "CATALOG_MODE": "local",  # the catalog is not measured here
         "PYTHONPATH": str(ROOT),
     }
+
+
+@contextmanager
+def _postgres() -> Iterator[dict[str, str]]:
+    """A local PostgreSQL with one database: the DAGSTER_PG_* variables of the production file.
+
+    With the two variables production runs with (README); the embedded variants run as
+    `make dev` does, without them.
+    """
+    sys.path.insert(0, str(ROOT))
+    from covid_pipeline_tests.postgres_server import PostgresServer
+
+    server = PostgresServer(None, _free_port()).start()
+    try:
+        server.create_database("bench")
+        yield server.environment("bench") | {
+            "DAGSTER_EVENT_BATCH_SIZE": "100",
+            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+        }
+    finally:
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
 
 
 @contextmanager

@@ -301,20 +301,83 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def project_dagster_home(path: Path) -> str:
+def project_dagster_home(path: Path, instance_file: str = "dagster-instance.yaml") -> str:
     """`path` as a DAGSTER_HOME holding the project's dagster.yaml, as `make install` makes it."""
     path.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_ROOT / "dagster-instance.yaml", path / "dagster.yaml")
+    shutil.copy(PROJECT_ROOT / instance_file, path / "dagster.yaml")
     return str(path)
 
 
-def open_instance(home: Path | str) -> dg.DagsterInstance:
+def open_instance(home: Path | str, env: dict[str, str] | None = None) -> dg.DagsterInstance:
     """The Dagster instance in `home`, opened as Dagster's commands open it: DAGSTER_HOME set.
 
-    (The project's dagster.yaml names its storage's directory as `env: DAGSTER_HOME`.)
+    (The project's dagster.yaml names its storage's directory as `env: DAGSTER_HOME`, and the
+    Postgres one its server as DAGSTER_PG_* variables, in `env`.)
     """
-    with unittest.mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home)}):
+    with unittest.mock.patch.dict(os.environ, {"DAGSTER_HOME": str(home), **(env or {})}):
         return dg.DagsterInstance.from_config(str(home))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """A real PostgreSQL server on a free port (postgres_server.py), for the production instance.
+
+    Skipped where PostgreSQL is not installed (scripts/install_postgres.sh installs it; `make
+    test` runs that), except in CI, where a missing server is a failure, not a skip.
+    """
+    from covid_pipeline_tests.postgres_server import PostgresServer, bin_dir
+
+    if bin_dir() is None:
+        message = "PostgreSQL is not installed: run scripts/install_postgres.sh"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    server = PostgresServer(None, free_port()).start()
+    yield server
+    server.stop()
+    shutil.rmtree(server.root, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class DagsterHome:
+    """A DAGSTER_HOME with one of the project's instance files, and the variables it reads."""
+
+    path: Path
+    env: dict[str, str]  # DAGSTER_HOME, and for Postgres its server and event batching
+
+    def instance(self) -> dg.DagsterInstance:
+        return open_instance(self.path, self.env)
+
+
+INSTANCES = ("sqlite", "postgres")
+# A test that runs on both of the project's instances: the embedded default and production's.
+ON_BOTH_INSTANCES = pytest.mark.parametrize("dagster_home", INSTANCES, indirect=True)
+
+
+@pytest.fixture
+def dagster_home(request: pytest.FixtureRequest, tmp_path: Path) -> DagsterHome:
+    """The project's SQLite instance, or (parametrized: ON_BOTH_INSTANCES) its Postgres one.
+
+    The Postgres one gets a database of its own on the session's server, so no test sees
+    another's runs, and the variables `make dev-postgres` sets (POSTGRES_RUN_ENV).
+    """
+    kind = getattr(request, "param", "sqlite")
+    if kind == "sqlite":
+        home = project_dagster_home(tmp_path / "dagster_home")
+        return DagsterHome(Path(home), {"DAGSTER_HOME": home})
+    server = request.getfixturevalue("postgres_server")
+    database = f"dagster_{uuid.uuid4().hex[:12]}"
+    server.create_database(database)
+    home = project_dagster_home(tmp_path / "dagster_home", "dagster-instance.postgres.yaml")
+    env = {"DAGSTER_HOME": home, **server.environment(database), **POSTGRES_RUN_ENV}
+    return DagsterHome(Path(home), env)
+
+
+# What the production instance's processes run with (README, Running in production).
+POSTGRES_RUN_ENV = {
+    "DAGSTER_EVENT_BATCH_SIZE": "100",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
 
 
 def run_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:
@@ -351,7 +414,7 @@ class DagsterDev:
 
     url: str  # the UI, e.g. http://127.0.0.1:41234
     warehouse: Path
-    home: Path  # DAGSTER_HOME
+    home: DagsterHome
 
     @property
     def graphql(self) -> str:
@@ -359,7 +422,7 @@ class DagsterDev:
 
     def instance(self) -> dg.DagsterInstance:
         """The instance the UI and daemon use (its runs and events), opened from the test."""
-        return open_instance(self.home)
+        return self.home.instance()
 
     def query(self, query: str, variables: dict[str, Any] | None = None) -> dict[str, Any]:
         """The `data` of a GraphQL query, as the UI sends it."""
@@ -419,19 +482,22 @@ def dagster_dev_env() -> dict[str, str]:
 
 @pytest.fixture
 def dagster_dev(
-    replay: ReplayServer, tmp_path: Path, dagster_dev_env: dict[str, str]
+    replay: ReplayServer,
+    tmp_path: Path,
+    dagster_home: DagsterHome,
+    dagster_dev_env: dict[str, str],
 ) -> Iterator[DagsterDev]:
     """`dagster dev` (webserver and daemon) on 127.0.0.1 over the replay API.
 
-    With a throwaway DAGSTER_HOME that holds the project's dagster.yaml, as `make dev` has it,
-    and 4 days fetched at once, so that a backfill lasts long enough to be stopped.
+    With a throwaway DAGSTER_HOME that holds the project's dagster.yaml, as `make dev` has it
+    (or its Postgres instance, for tests ON_BOTH_INSTANCES), and 4 days fetched at once, so
+    that a backfill lasts long enough to be stopped.
     """
     port = free_port()
-    dev = DagsterDev(f"http://127.0.0.1:{port}", tmp_path / "warehouse", tmp_path / "dagster_home")
-    project_dagster_home(dev.home)
+    dev = DagsterDev(f"http://127.0.0.1:{port}", tmp_path / "warehouse", dagster_home)
     env = {
         **os.environ,
-        "DAGSTER_HOME": str(dev.home),
+        **dagster_home.env,
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(dev.warehouse),
         "FETCH_CONCURRENCY": "4",

@@ -24,7 +24,7 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     assert set(report["profiles"]) == {"volume", "fixture"}
     countries = ("core_usa_month", "core_world_month", "core_3_countries")
     for profile, expected in (
-        ("volume", ("core", "cli", *countries)),
+        ("volume", ("core", "cli", "cli_postgres", "cli_dagster_sqlite", *countries)),
         ("fixture", ("naive", "core", "cli")),
     ):
         results = report["profiles"][profile]["results"]
@@ -37,6 +37,8 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
             assert (variant["api_requests"], variant["max_requests_per_day"]) == (3 * per_day, 1)
             assert variant["peak_mem_mb"] > 0 and variant["cpu_s"] > 0
     targets = report["profiles"]["volume"]["targets"]
+    assert "cli on Postgres <= 1.0 x on the embedded default" in targets
+    assert "cli on the project's SQLite storage < 1.0 x on Dagster's own" in targets
     assert targets["three countries: one request per (day, country)"]["met"]
     assert targets["world month (ALL): one request per day"]["met"]
     county_rows = report["profiles"]["volume"]["results"]["core"]["written"]["county_rows"]

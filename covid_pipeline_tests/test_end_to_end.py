@@ -25,7 +25,9 @@ from covid_pipeline.core import local_catalog, parquet
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline_tests.conftest import (
+    ON_BOTH_INSTANCES,
     DagsterDev,
+    DagsterHome,
     dagster_cli,
     project_dagster_home,
     replay_table,
@@ -37,8 +39,13 @@ pytestmark = pytest.mark.slow
 EMPTY_DAYS = ["2020-06-01", "2021-12-25", "2023-03-09"]
 
 
+@ON_BOTH_INSTANCES
 def test_cli_backfills_the_whole_history_to_s3_idempotently(
-    replay: ReplayServer, s3_bucket: str, s3_endpoint: str, tmp_path: Path
+    replay: ReplayServer,
+    s3_bucket: str,
+    s3_endpoint: str,
+    tmp_path: Path,
+    dagster_home: DagsterHome,
 ) -> None:
     replay.set_faults([Fault(kind="empty", dates=EMPTY_DAYS)])
     env = {
@@ -46,7 +53,7 @@ def test_cli_backfills_the_whole_history_to_s3_idempotently(
         "BUCKET_NAME": s3_bucket,
         "PREFIX": "covid/usa",
         "AWS_ENDPOINT_URL": s3_endpoint,
-        "DAGSTER_HOME": project_dagster_home(tmp_path / "home"),
+        **dagster_home.env,
         "FETCH_CONCURRENCY": "8",
     }
     args = [
@@ -111,6 +118,7 @@ def dagster_dev_env() -> dict[str, str]:
     return {"ISO_CODE": "USA,CAN"}  # two countries in one lake
 
 
+@ON_BOTH_INSTANCES
 def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: ReplayServer) -> None:
     warehouse = dagster_dev.warehouse
     days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]

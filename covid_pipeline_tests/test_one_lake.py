@@ -24,7 +24,7 @@ import pytest
 from covid_pipeline_replay.server import ReplayServer
 
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import DagsterDev, s3_keys
+from covid_pipeline_tests.conftest import ON_BOTH_INSTANCES, DagsterDev, s3_keys
 from covid_pipeline_tests.test_lambda_handler import FakeContext
 
 pytestmark = pytest.mark.slow
@@ -106,6 +106,7 @@ def sensor_ticks(dev: DagsterDev) -> list[float]:
     return sorted(tick["timestamp"] for tick in answer["sensorState"]["ticks"])
 
 
+@ON_BOTH_INSTANCES
 def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
     dagster_dev: DagsterDev, lambda_handler: ModuleType, replay: ReplayServer, s3_bucket: str
 ) -> None:
@@ -235,7 +236,7 @@ def test_every_run_of_a_deployment_shares_the_apis_budget(
         [str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
          "-m", "covid_pipeline.definitions", "--select", "covid_daily_reports",
          "--partition-range", f"{cli_days[0]}...{cli_days[-1]}"],
-        env={**os.environ, "DAGSTER_HOME": str(dagster_dev.home), "API_URL": replay.url,
+        env={**os.environ, **dagster_dev.home.env, "API_URL": replay.url,
              "BUCKET_NAME": s3_bucket, "FETCH_CONCURRENCY": "4"},
         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip

@@ -23,10 +23,10 @@ from covid_pipeline_replay.server import ReplayServer
 from covid_pipeline.core import stores
 from covid_pipeline.core.dates import day_range
 from covid_pipeline_tests.conftest import (
+    ON_BOTH_INSTANCES,
+    DagsterHome,
     assert_days_match_replay,
     dagster_cli,
-    open_instance,
-    project_dagster_home,
     run_events,
 )
 
@@ -54,16 +54,17 @@ def landed(warehouse: Path) -> list[str]:
     "after the signal; the days that landed are materialized, whole; the re-run completes",
 )
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
+@ON_BOTH_INSTANCES
 def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
-    signum: signal.Signals, replay: ReplayServer, tmp_path: Path
+    signum: signal.Signals, replay: ReplayServer, tmp_path: Path, dagster_home: DagsterHome
 ) -> None:
     replay.latency_s = 0.15
-    warehouse, home = tmp_path / "warehouse", project_dagster_home(tmp_path / "home")
+    warehouse = tmp_path / "warehouse"
     env = {
         **os.environ,
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(warehouse),
-        "DAGSTER_HOME": home,
+        **dagster_home.env,
         "FETCH_CONCURRENCY": str(CONCURRENCY),
     }
     process = subprocess.Popen(
@@ -98,11 +99,13 @@ def test_stop_cli_backfill_stops_at_once_and_reruns_clean(
     assert stats["max_requests_per_day"] == 1
     assert stats["requests"] < len(DAYS) / 2  # stopped early, not run to its end
 
-    with open_instance(home) as instance:
+    with dagster_home.instance() as instance:
         [run] = instance.get_runs()
         assert run.status in (dg.DagsterRunStatus.CANCELED, dg.DagsterRunStatus.FAILURE)
         kinds, materialized = run_events(instance, run.run_id)
         assert kinds.count("STEP_START") == 1 and "STEP_UP_FOR_RETRY" not in kinds
+        # The range announced in one event, not one per day (docs/dagster-internals.md).
+        assert kinds.count("ASSET_MATERIALIZATION_PLANNED") == 1
     written = landed(warehouse)
     assert materialized == written  # every day that landed is recorded, and only those
     assert_days_match_replay(stores.LocalStore(warehouse), PREFIX, written)
