@@ -108,7 +108,11 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
                 write_concurrency=SETTINGS.write_concurrency,
                 cpu_workers=SETTINGS.cpu_workers,
             ),
-            writer=parquet.lambda_writer(context.function_name, context.aws_request_id),
+            # Invoked by a fan-out run, the files are that run's: the lake sensor leaves them
+            # to it while it is in progress.
+            writer=parquet.lambda_writer(
+                context.function_name, context.aws_request_id, _invoking_run(event)
+            ),
             staging_dir=Path(staging),
             time_left_s=lambda: (
                 context.get_remaining_time_in_millis() / 1000 - _STOP_BEFORE_DEADLINE_S
@@ -147,6 +151,17 @@ def _catalog_skipped(why: str) -> dict[str, str]:
 
 PIPES_CONTEXT_KEY = "DAGSTER_PIPES_CONTEXT"  # PipesLambdaClient adds it to the event
 _MAX_CAUSE = 150  # the report travels in the 4 KB log tail that Lambda returns
+
+
+def _invoking_run(event: dict[str, Any]) -> str | None:
+    """The id of the Dagster run that invoked us through Pipes (the fan-out), or None."""
+    if PIPES_CONTEXT_KEY not in event:
+        return None
+    from dagster_pipes import PipesDefaultContextLoader, PipesMappingParamsLoader
+
+    params = PipesMappingParamsLoader(event).load_context_params()
+    with PipesDefaultContextLoader().load_context(params) as data:
+        return str(data["run_id"])
 
 
 def _report_to_dagster(event: dict[str, Any], answer: dict[str, Any], settings: Settings) -> None:

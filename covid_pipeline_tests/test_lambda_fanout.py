@@ -16,10 +16,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import dagster as dg
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
+from covid_pipeline.core import parquet
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
@@ -98,6 +102,15 @@ def test_fanout_materializes_a_range_through_parallel_invocations(
         "schema_as_documented": True, "cumulative_counts_non_negative": True,
         "names_present": True, "row_count_steady": True,
     }  # fmt: skip
+    # Each file names the run as its writer, and the invocation that wrote it for the run.
+    s3 = boto3.client("s3")
+    for key in keys:
+        body = s3.get_object(Bucket=s3_bucket, Key=key)["Body"].read()
+        writer = parquet.stamp_of(
+            pq.read_metadata(pa.BufferReader(body)).metadata, parquet.WRITER_KEY
+        )
+        assert writer is not None and parquet.dagster_run_of(writer) == result.run_id, writer
+        assert "(lambda covid-daily-reports-backfill request " in writer
     # Three chunks (4, 4, 2 days) on two containers: one container was reused warm.
     assert sorted(containers.invocations.values()) == [1, 2]
     assert replay.stats()["max_requests_per_day"] == 1

@@ -76,6 +76,9 @@ def test_storage_lists_a_prefix_a_page_at_a_time_with_each_files_writer(
     assert found.writer == "lambda f request 2021-01-17" and file.bytes > 0
     assert parquet.dagster_run_of(found.writer) is None
     assert parquet.dagster_run_of(parquet.dagster_writer("abc")) == "abc"
+    fanned_out = parquet.lambda_writer("f", "r", dagster_run="abc")  # the fan-out's invocations
+    assert fanned_out == "dagster run abc (lambda f request r)"
+    assert parquet.dagster_run_of(fanned_out) == "abc"
 
 
 def test_storage_writes_snappy_parquet(table) -> None:

@@ -12,8 +12,9 @@ import pyarrow.parquet as pq
 
 # Parquet key-value metadata: the country set a file was written for (its label, e.g. CAN,USA).
 COUNTRIES_KEY = b"covid_pipeline.countries"
-# Who wrote the file: "dagster run <run id>", "lambda <function> request <request id>", or
-# DIRECT_WRITER. The lake sensor leaves a file of a run still in progress to that run.
+# Who wrote the file: "dagster run <run id>", "lambda <function> request <request id>", both
+# for the fan-out's invocations (the run's, written by the function), or DIRECT_WRITER. The
+# lake sensor leaves a file of a run still in progress to that run.
 WRITER_KEY = b"covid_pipeline.writer"
 DIRECT_WRITER = "covid_pipeline"  # the core called directly (scripts, tests)
 _DAGSTER_RUN = "dagster run "
@@ -24,15 +25,16 @@ def dagster_writer(run_id: str) -> str:
     return _DAGSTER_RUN + run_id
 
 
-def lambda_writer(function_name: str, request_id: str) -> str:
-    """The writer stamp of one Lambda invocation."""
-    return f"lambda {function_name} request {request_id}"
+def lambda_writer(function_name: str, request_id: str, dagster_run: str | None = None) -> str:
+    """The writer stamp of one Lambda invocation, invoked directly or by a Dagster run."""
+    invocation = f"lambda {function_name} request {request_id}"
+    return invocation if dagster_run is None else f"{dagster_writer(dagster_run)} ({invocation})"
 
 
 def dagster_run_of(writer: str | None) -> str | None:
     """The id of the Dagster run that wrote a file, or None for any other writer."""
     if writer and writer.startswith(_DAGSTER_RUN):
-        return writer[len(_DAGSTER_RUN) :]
+        return writer[len(_DAGSTER_RUN) :].split()[0]
     return None
 
 
