@@ -57,7 +57,7 @@ dev-postgres: install postgres  ## the UI and daemon on the production instance 
 replay: install  ## the replay API alone, on http://127.0.0.1:8000/api
 	$(PY) -m covid_pipeline_replay --port 8000
 
-test: install ceph chromium postgres  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW (about 8 minutes)
+test: install ceph chromium postgres  ## everything: the UI in Chromium, backfills stopped and re-run, the Lambda zip, faults, Ceph RGW, PostgreSQL (about 18 minutes)
 	$(PY) -m pytest
 
 test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
@@ -78,7 +78,7 @@ fmt: install  ## ruff: fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install postgres  ## the backfill benchmark: project vs peers, both replay profiles (about 30 minutes)
+bench: install postgres  ## the backfill benchmark: project vs peers, both replay profiles (about 20 minutes)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.
