@@ -597,15 +597,12 @@ def _postgres() -> Iterator[dict[str, str]]:
     `make dev` does, without them.
     """
     sys.path.insert(0, str(ROOT))
-    from covid_pipeline_tests.postgres_server import PostgresServer
+    from covid_pipeline_tests.postgres_server import PRODUCTION_ENV, PostgresServer
 
     server = PostgresServer(None, _free_port()).start()
     try:
         server.create_database("bench")
-        yield server.environment("bench") | {
-            "DAGSTER_EVENT_BATCH_SIZE": "100",
-            "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-        }
+        yield server.environment("bench") | PRODUCTION_ENV
     finally:
         server.stop()
         shutil.rmtree(server.root, ignore_errors=True)

@@ -16,12 +16,11 @@ import json
 
 import dagster as dg
 
-from covid_pipeline.core import lake_scan, parquet
+from covid_pipeline.core import lake_scan, parquet, stores
 from covid_pipeline.core.storage import WrittenFile
-from covid_pipeline.core.stores import StoredFile
 from covid_pipeline.io_managers import HiveParquetIOManager, day_metadata
 
-KEYS_PER_TICK = 1000  # one page of S3's LIST
+KEYS_PER_TICK = stores.S3_PAGE_KEYS  # one LIST a tick
 # Each report is one GET and one event write (Dagster stores them one by one, dagster issue
 # 18149): a tick must end well inside the daemon's 60 s sensor timeout on a slow store.
 REPORTS_PER_TICK = 200
@@ -73,7 +72,7 @@ def build_lake_sensor(interval_s: int) -> dg.SensorDefinition:
     return covid_lake_observer
 
 
-def _recorded_at(instance: dg.DagsterInstance, files: list[StoredFile]) -> dict[str, float]:
+def _recorded_at(instance: dg.DagsterInstance, files: list[stores.StoredFile]) -> dict[str, float]:
     """Day -> when Dagster last recorded it, for the days recorded since the oldest file."""
     if not files:
         return {}

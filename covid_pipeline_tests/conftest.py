@@ -301,7 +301,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def project_dagster_home(path: Path, instance_file: str = "dagster-instance.yaml") -> str:
+# The project's two instance files: the embedded default and production's.
+INSTANCE_FILES = {"sqlite": "dagster-instance.yaml", "postgres": "dagster-instance.postgres.yaml"}
+
+
+def project_dagster_home(path: Path, instance_file: str = INSTANCE_FILES["sqlite"]) -> str:
     """`path` as a DAGSTER_HOME holding the project's dagster.yaml, as `make install` makes it."""
     path.mkdir(parents=True, exist_ok=True)
     shutil.copy(PROJECT_ROOT / instance_file, path / "dagster.yaml")
@@ -349,7 +353,7 @@ class DagsterHome:
         return open_instance(self.path, self.env)
 
 
-INSTANCES = ("sqlite", "postgres")
+INSTANCES = tuple(INSTANCE_FILES)
 # A test that runs on both of the project's instances: the embedded default and production's.
 ON_BOTH_INSTANCES = pytest.mark.parametrize("dagster_home", INSTANCES, indirect=True)
 
@@ -359,25 +363,20 @@ def dagster_home(request: pytest.FixtureRequest, tmp_path: Path) -> DagsterHome:
     """The project's SQLite instance, or (parametrized: ON_BOTH_INSTANCES) its Postgres one.
 
     The Postgres one gets a database of its own on the session's server, so no test sees
-    another's runs, and the variables `make dev-postgres` sets (POSTGRES_RUN_ENV).
+    another's runs, and the variables production runs with (postgres_server.PRODUCTION_ENV).
     """
     kind = getattr(request, "param", "sqlite")
     if kind == "sqlite":
         home = project_dagster_home(tmp_path / "dagster_home")
         return DagsterHome(Path(home), {"DAGSTER_HOME": home})
+    from covid_pipeline_tests.postgres_server import PRODUCTION_ENV
+
     server = request.getfixturevalue("postgres_server")
     database = f"dagster_{uuid.uuid4().hex[:12]}"
     server.create_database(database)
-    home = project_dagster_home(tmp_path / "dagster_home", "dagster-instance.postgres.yaml")
-    env = {"DAGSTER_HOME": home, **server.environment(database), **POSTGRES_RUN_ENV}
+    home = project_dagster_home(tmp_path / "dagster_home", INSTANCE_FILES["postgres"])
+    env = {"DAGSTER_HOME": home, **server.environment(database), **PRODUCTION_ENV}
     return DagsterHome(Path(home), env)
-
-
-# What the production instance's processes run with (README, Running in production).
-POSTGRES_RUN_ENV = {
-    "DAGSTER_EVENT_BATCH_SIZE": "100",
-    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
-}
 
 
 def run_events(instance: dg.DagsterInstance, run_id: str) -> tuple[list[str], list[str]]:

@@ -17,6 +17,13 @@ import tempfile
 from pathlib import Path
 
 USER = "postgres"  # the database superuser; trust authentication on 127.0.0.1 only
+# What the production instance's processes run with, beside the DAGSTER_PG_* variables: two
+# settings Dagster reads from the environment only (README, Running in production). The tests
+# and the benchmark use this; the Makefile's dev-postgres spells the same two out.
+PRODUCTION_ENV = {
+    "DAGSTER_EVENT_BATCH_SIZE": "100",
+    "DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true",
+}
 
 
 def bin_dir() -> Path | None:

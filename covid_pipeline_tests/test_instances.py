@@ -6,6 +6,7 @@ server, stores runs and events in PostgreSQL with the driver it names.
 """
 
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -13,16 +14,18 @@ import yaml
 
 from covid_pipeline.assets import API_POOL
 from covid_pipeline_tests.conftest import (
+    INSTANCE_FILES,
     INSTANCES,
     PROJECT_ROOT,
     DagsterHome,
+    open_instance,
+    project_dagster_home,
 )
+from covid_pipeline_tests.postgres_server import PRODUCTION_ENV
 
-FILES = {"sqlite": "dagster-instance.yaml", "postgres": "dagster-instance.postgres.yaml"}
 
-
-def load(kind: str) -> dict:  # type: ignore[type-arg]
-    return yaml.safe_load((PROJECT_ROOT / FILES[kind]).read_text())
+def load(kind: str) -> dict[str, Any]:
+    return dict(yaml.safe_load((PROJECT_ROOT / INSTANCE_FILES[kind]).read_text()))
 
 
 def test_instance_files_differ_in_their_storage_alone() -> None:
@@ -60,11 +63,9 @@ def test_postgres_instance_keeps_runs_and_pool_slots_in_the_server(
     postgres_server, tmp_path: Path
 ) -> None:
     """A run's events land in PostgreSQL, and the pool's slot is claimed and freed there."""
-    from covid_pipeline_tests.conftest import POSTGRES_RUN_ENV, open_instance, project_dagster_home
-
     postgres_server.create_database("instances_test")
-    home = project_dagster_home(tmp_path / "home", FILES["postgres"])
-    env = {**postgres_server.environment("instances_test"), **POSTGRES_RUN_ENV}
+    home = project_dagster_home(tmp_path / "home", INSTANCE_FILES["postgres"])
+    env = {**postgres_server.environment("instances_test"), **PRODUCTION_ENV}
 
     @dg.asset(pool=API_POOL)
     def pooled() -> int:

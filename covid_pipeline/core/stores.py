@@ -49,6 +49,7 @@ _FATAL_ERRNOS = frozenset({errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOSPC,
 # is that day's problem alone.
 _FATAL_AT_ROOT_ERRNOS = _FATAL_ERRNOS | {errno.ENOTDIR, errno.EEXIST}
 _TEMPORARY = re.compile(r"^\.tmp-(\d+)-")  # .tmp-<pid>-...: whose write it was
+S3_PAGE_KEYS = 1000  # the most keys one LIST returns
 
 
 # Attempts per S3 request, the first included, for every S3 client of the project. S3 answers
@@ -167,18 +168,16 @@ class LocalStore:
                 yield day
 
     def list_files(self, prefix: str, after: str | None, limit: int) -> Listing:  # noqa: D102
-        keys = [partition_key(prefix, day) for day in self.days(prefix)]
-        keys = [key for key in keys if after is None or key > after]
+        keyed = [(day, partition_key(prefix, day)) for day in self.days(prefix)]
+        keyed = [(day, key) for day, key in keyed if after is None or key > after]
         files = []
-        for key in keys[:limit]:
+        for day, key in keyed[:limit]:
             try:
                 status = (self.root / key).stat()
             except FileNotFoundError:
                 continue  # removed since the folder was read
-            day = day_of(key)
-            assert day is not None  # a key of self.days
             files.append(StoredFile(day, key, self.uri(key), status.st_size, status.st_mtime))
-        return Listing(files, keys[limit - 1] if len(keys) > limit else None)
+        return Listing(files, keyed[limit - 1][1] if len(keyed) > limit else None)
 
     def preflight(self, prefix: str) -> None:
         """Create the prefix's folder and a file in it, then remove the file."""
@@ -279,14 +278,13 @@ class S3Store:
             return data
 
     def days(self, prefix: str) -> Iterator[str]:  # noqa: D102
-        paginator = self.client.get_paginator("list_objects_v2")
-        base = f"{prefix}/" if prefix else ""
-        with self._fatal_errors("list"):
-            for page in paginator.paginate(Bucket=self.bucket, Prefix=f"{base}date="):
-                for entry in page.get("Contents", []):
-                    day = day_of(entry["Key"][len(base) :])
-                    if day is not None:
-                        yield day
+        after = None
+        while True:  # a page at a time: the one place S3's keys are read as days
+            listing = self.list_files(prefix, after, S3_PAGE_KEYS)
+            yield from (file.day for file in listing.files)
+            if listing.resume_after is None:
+                return
+            after = listing.resume_after
 
     def list_files(self, prefix: str, after: str | None, limit: int) -> Listing:  # noqa: D102
         base = f"{prefix}/" if prefix else ""
