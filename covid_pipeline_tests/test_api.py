@@ -84,6 +84,22 @@ def test_api_caps_a_huge_retry_after(replay: ReplayServer) -> None:
     assert sleep.delays == [2.0]
 
 
+@pytest.mark.parametrize(
+    "retry_after",
+    [0, -5, "Thu, 01 Jan 1970 00:00:00 GMT", "soon"],
+    ids=["zero", "negative", "a-past-http-date", "not-a-delay"],
+)
+def test_api_never_backs_off_less_than_its_own_delay_whatever_retry_after_says(
+    replay: ReplayServer, retry_after: float | str
+) -> None:
+    """A limiter's `Retry-After: 0` (Laravel's, near its window's end) waits our backoff."""
+    replay.set_faults([Fault(kind="status", status=429, retry_after=retry_after, times=2)])
+    sleep = SleepRecorder()
+    assert records(fetch_day(make_client(replay.url, sleep), DAY)) == jhu.reports("CAN", DAY)
+    # The same exponential backoff as for a 503: 0.1 then 0.2 seconds, give or take half.
+    assert 0.05 <= sleep.delays[0] <= 0.15 and 0.1 <= sleep.delays[1] <= 0.3, sleep.delays
+
+
 def test_api_gives_up_after_its_retries_with_the_cause(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=503)])
     with pytest.raises(ApiError, match=r"2020-04-16: HTTP 503 \(gave up after 4 attempts\)") as err:

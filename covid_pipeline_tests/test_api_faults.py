@@ -19,7 +19,7 @@ from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.dates import day_range
 from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range
-from covid_pipeline_tests.conftest import replay_table
+from covid_pipeline_tests.conftest import assert_days_match_replay, replay_table
 
 DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 3))
 FAULTY = "2021-01-02"
@@ -146,3 +146,53 @@ def test_api_paginated_answers_make_the_same_files(replay: ReplayServer, tmp_pat
     for day in report.written:
         assert storage.read_day(store, PREFIX, day).equals(tables[day])
     assert replay.stats()["requests"] == 3 * 6  # 56 records a day: 6 pages each
+
+
+THROTTLED_DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 20))
+THROTTLE_S = 2.0
+IN_FLIGHT = 8
+# While the window is open at most IN_FLIGHT days are being fetched (a day waiting out its
+# backoff keeps its slot), and each is tried at most 4 times in it: the shortest backoffs
+# (half of 0.5, 1, 2 s) add up to 1.75 s < 2 s < 3.75 s. Then every day takes one request.
+MOST_REQUESTS = IN_FLIGHT * 4 + len(THROTTLED_DAYS)
+
+
+@pytest.mark.parametrize(
+    "retry_after",
+    [
+        pytest.param(0, id="retry-after-0", marks=pytest.mark.reliability(
+            "API",
+            "a rate limiter's 2 s window (429 to every request), `Retry-After: 0`",
+            f"recovered: each retry waits at least its own backoff; the 20 days all land, "
+            f"with at most {MOST_REQUESTS} requests",
+        )),
+        pytest.param("Thu, 01 Jan 1970 00:00:00 GMT", id="retry-after-a-past-date",
+                     marks=pytest.mark.reliability(
+            "API",
+            "a rate limiter's 2 s window, `Retry-After` an HTTP date already past",
+            f"recovered: as for `Retry-After: 0`; at most {MOST_REQUESTS} requests",
+        )),
+        pytest.param(None, id="laravel-seconds-left", marks=pytest.mark.reliability(
+            "API",
+            "a rate limiter's 2 s window, `Retry-After` the seconds left in it (Laravel's own)",
+            "recovered: the server's word is waited out, never less than our backoff",
+        )),
+    ],
+)  # fmt: skip
+def test_api_throttle_window_lands_the_whole_range_with_bounded_requests(
+    replay: ReplayServer, tmp_path: Path, retry_after: float | str | None
+) -> None:
+    replay.set_faults([Fault("throttle", seconds=THROTTLE_S, retry_after=retry_after)])
+    store = stores.LocalStore(tmp_path / "warehouse")
+    client = CovidApiClient(replay.url, "USA", retry=RetryPolicy())  # the defaults: 5 x 0.5 s
+    try:
+        outcome = run_range(
+            client, store, PREFIX, THROTTLED_DAYS, RangeOptions(IN_FLIGHT, IN_FLIGHT),
+            staging_dir=tmp_path,
+        )  # fmt: skip
+    finally:
+        client.close()
+    assert not outcome.failed and len(outcome.written) == len(THROTTLED_DAYS)
+    stats = replay.stats()
+    assert IN_FLIGHT < stats["faults_served"] and stats["requests"] <= MOST_REQUESTS, stats
+    assert_days_match_replay(store, PREFIX, [str(day) for day in THROTTLED_DAYS])

@@ -34,18 +34,23 @@ class RetryPolicy:
     unreachable_after_s: float = 3.0
 
     def delay(self, attempt: int, retry_after: float | None) -> float:
-        """Seconds to wait after failed attempt number `attempt` (the server's word first)."""
-        if retry_after is not None:
-            if retry_after > self.max_delay_s:
-                log.warning(
-                    "server asked to wait %.0fs; waiting the %.0fs cap instead",
-                    retry_after,
-                    self.max_delay_s,
-                )
-            return min(retry_after, self.max_delay_s)
+        """Seconds to wait after failed attempt number `attempt`, given the server's Retry-After.
+
+        The server's word can lengthen the wait, never shorten it below our own backoff: a
+        rate limiter answers `Retry-After: 0` near the end of its window (Laravel's throttle
+        does), and taken literally every request of a range would retry at once and spend its
+        whole budget in a second. A long Retry-After is honoured up to the cap.
+        """
         # Exponential backoff with jitter, so concurrent workers do not retry in lockstep.
-        delay = self.backoff_s * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5)
-        return min(delay, self.max_delay_s)
+        backoff = self.backoff_s * 2.0 ** (attempt - 1) * random.uniform(0.5, 1.5)
+        wait = max(backoff, retry_after or 0.0)
+        if retry_after is not None and retry_after > self.max_delay_s:
+            log.warning(
+                "server asked to wait %.0fs; waiting the %.0fs cap instead",
+                retry_after,
+                self.max_delay_s,
+            )
+        return min(wait, self.max_delay_s)
 
 
 class CircuitBreaker:
@@ -111,7 +116,11 @@ class CircuitBreaker:
 
 
 def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After is either delay-seconds or an HTTP date (RFC 9110 section 10.2.3)."""
+    """Retry-After is either delay-seconds or an HTTP date (RFC 9110 section 10.2.3).
+
+    A negative delay or a date already past reads as 0 (RetryPolicy.delay then backs off as
+    usual); a value that is neither reads as None.
+    """
     if not value:
         return None
     try:

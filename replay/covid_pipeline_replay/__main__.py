@@ -27,7 +27,9 @@ def main(argv: list[str] | None = None) -> None:
         "--faults",
         type=json.loads,
         default=[],
-        help='JSON list of fault rules, e.g. \'[{"kind": "status", "status": 503, "times": 2}]\'',
+        help='JSON list of fault rules, e.g. \'[{"kind": "status", "status": 503, "times": 2}]\' '
+        'or a rate limiter\'s window: \'[{"kind": "throttle", "seconds": 5, "retry_after": 0}]\' '
+        "(server.py's Fault lists every kind)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")

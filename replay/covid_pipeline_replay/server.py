@@ -4,9 +4,10 @@ Serves `GET /api/reports?date=YYYY-MM-DD&iso=XXX` (without `iso`: every country,
 unfiltered query) and `GET /api/regions` like the real API (see docs/covid_api_contract.md),
 so the pipeline, its tests and the demo never need the internet.
 Knobs: a fixed latency per request, forced pagination, fault rules (5xx, 429 with
-Retry-After, hangs, connection resets, malformed bodies, HTML error pages, empty days, and
-schema drift), and a load profile: `volume` serves every US day at the real API's volume
-(replay/volume.py; for speed and memory, never for checking values). Counters say how many
+Retry-After, a rate limiter's throttle window, hangs, connection resets, malformed bodies,
+HTML error pages, empty days, and schema drift), and a load profile: `volume` serves every
+US day at the real API's volume (replay/volume.py; for speed and memory, never for checking
+values). Counters say how many
 requests were served, so tests and benchmarks can check that nothing was fetched twice.
 
 Control endpoints, for a server in another process: `GET /_replay/stats`,
@@ -35,6 +36,7 @@ from covid_pipeline_replay import jhu, volume
 
 FaultKind = Literal[
     "status",  # answer `status` (with `retry_after`, if given) instead of the data
+    "throttle",  # Laravel's throttle: 429 to every request for `seconds` from the first one
     "hang",  # wait `seconds` before answering, to trip the client's read timeout
     "reset",  # close the connection with a TCP reset, no answer
     "malformed",  # a truncated JSON body with status 200
@@ -62,19 +64,39 @@ _ERROR_PAGE = b"<html><body><h1>502 Bad Gateway</h1></body></html>"  # what a CD
 
 @dataclasses.dataclass
 class Fault:
-    """One fault rule: what to do, to which days, and how many times (None: every time)."""
+    """One fault rule: what to do, to which days, and how many times (None: every time).
+
+    `retry_after` is sent as the Retry-After header: a number of seconds, or a string as it is
+    (an HTTP date, say). A `throttle` rule without one answers as Laravel's throttle does: the
+    whole seconds left in its window, rounded down, so 0 near its end.
+    """
 
     kind: FaultKind
     dates: Sequence[str] | None = None
     times: int | None = None
     status: int = 503
-    retry_after: float | None = None
-    seconds: float = 30.0
+    retry_after: float | str | None = None
+    seconds: float = 30.0  # how long a `hang` waits, or a `throttle` window lasts
     field: str = "confirmed"
+    # When a throttle window opened: at the first request the rule met.
+    opened_at: float | None = dataclasses.field(default=None, init=False)
 
-    def matches(self, date: str) -> bool:
-        """Whether this rule still applies to a request for `date`."""
+    def matches(self, date: str, now: float) -> bool:
+        """Whether this rule still applies to a request for `date` at `now` (monotonic)."""
+        if self.kind == "throttle" and self.opened_at is not None:
+            if now >= self.opened_at + self.seconds:
+                return False
         return (self.times is None or self.times > 0) and (self.dates is None or date in self.dates)
+
+    def retry_after_header(self, now: float) -> str | None:
+        """The Retry-After header to send at `now`, if any."""
+        if isinstance(self.retry_after, str):
+            return self.retry_after
+        if self.retry_after is not None:
+            return f"{self.retry_after:g}"
+        if self.kind == "throttle" and self.opened_at is not None:
+            return str(max(int(self.opened_at + self.seconds - now), 0))
+        return None
 
 
 class ReplayServer:
@@ -170,9 +192,12 @@ class ReplayServer:
 
     def take_fault(self, date: str) -> Fault | None:
         """Count a request for `date` and return the fault rule it triggers, if any."""
+        now = time.monotonic()
         with self._lock:
             for fault in self._faults:
-                if fault.matches(date):
+                if fault.matches(date, now):
+                    if fault.kind == "throttle" and fault.opened_at is None:
+                        fault.opened_at = now
                     if fault.times is not None:
                         fault.times -= 1
                     self.faults_served += 1
@@ -293,11 +318,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve_transport_fault(self, fault: Fault) -> bool:
         """Answer with a transport-level fault; False when the fault alters the data instead."""
-        if fault.kind == "status":
-            headers = {}
-            if fault.retry_after is not None:
-                headers["Retry-After"] = f"{fault.retry_after:g}"
-            self._send_json(fault.status, {"message": "Server Error"}, headers)
+        if fault.kind in ("status", "throttle"):
+            retry_after = fault.retry_after_header(time.monotonic())
+            headers = {"Retry-After": retry_after} if retry_after is not None else {}
+            if fault.kind == "throttle":  # the body of Laravel's ThrottleRequestsException
+                self._send_json(429, {"message": "Too Many Attempts."}, headers)
+            else:
+                self._send_json(fault.status, {"message": "Server Error"}, headers)
         elif fault.kind == "hang":
             time.sleep(fault.seconds)
             self._send_json(503, {"message": "Gateway Timeout"})
