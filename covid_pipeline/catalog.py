@@ -43,7 +43,12 @@ class LocalCatalogResource(CatalogResource):
         data = Path(self.warehouse_dir, self.prefix).absolute()
         registration = local_catalog.register(database, data, self.table)
         log.info(f"{self.table}: {registration.partitions} days, {registration.rows} rows")
-        return {
+        for message in registration.left_out:
+            log.warning(f"left out of {self.table}: {message}")
+        left_out = (
+            {"files_left_out": "\n".join(registration.left_out)} if registration.left_out else {}
+        )
+        return left_out | {
             "dagster/table_name": f"duckdb:{self.table}",
             "dagster/uri": str(data),
             "database": str(database),

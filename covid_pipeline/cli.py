@@ -43,7 +43,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             columns, rows = local_catalog.query(settings.catalog_path, args.sql)
     except Exception as error:  # any engine's error is the user's answer, without a traceback
-        sys.stderr.write(f"query failed: {type(error).__name__}: {error}\n")
+        sys.stderr.write(f"query failed: {_why(error)}\n")
         return 1
     elapsed = time.perf_counter() - started
     if args.csv:
@@ -54,6 +54,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.write(format_table(columns, rows, args.max_rows))
         sys.stderr.write(f"({len(rows)} rows in {elapsed:.3f}s)\n")
     return 0
+
+
+def _why(error: Exception) -> str:
+    # The catalog's own errors are written for the reader; an engine's carry their type.
+    if type(error).__name__ == "LocalCatalogError":  # DuckDB is imported only when used
+        return str(error)
+    return f"{type(error).__name__}: {error}"
 
 
 def format_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], max_rows: int) -> str:

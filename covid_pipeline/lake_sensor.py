@@ -8,7 +8,11 @@ and reports a runless materialization of that day with a run's per-day metadata 
 writer stamped in the file. It never calls the API.
 
 A file stamped by a Dagster run still in progress is left to that run, which records its days
-when it ends. The cursor is the last key examined; at the end of the prefix the next tick starts
+when it ends. A file at a day's key that is not a day of ours (not Parquet, cut short,
+unreadable, another schema: core.lake_scan) is never recorded: the tick goes on to the other
+files, names it in its log, and reports it on that day in the UI as an observation saying what
+to do. It is reported once; once the file is replaced (a re-run), the next tick records it. The
+cursor is the last key examined; at the end of the prefix the next tick starts
 again from the first page, so a prefix of 1,143 days is swept in two ticks.
 """
 
@@ -36,7 +40,8 @@ def build_lake_sensor(interval_s: int) -> dg.SensorDefinition:
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Lists the lake's prefix a page a tick and records, as runless "
         "materializations, the days written outside Dagster's record (a Lambda invocation, "
-        "a killed run). Never calls the API.",
+        "a killed run), and reports on its day any file there that is not a readable day. "
+        "Never calls the API.",
     )
     def covid_lake_observer(
         context: dg.SensorEvaluationContext,
@@ -49,10 +54,15 @@ def build_lake_sensor(interval_s: int) -> dg.SensorDefinition:
         changed = lake_scan.changed_since_recorded(
             listing.files, _recorded_at(context.instance, listing.files)
         )
-        events, left_to_runs = [], 0
+        events: list[dg.AssetMaterialization | dg.AssetObservation] = []
+        left_to_runs = 0
         for file in changed[:REPORTS_PER_TICK]:
             found = lake_scan.read_day_file(store, file)
             if found is None:
+                continue
+            if isinstance(found, lake_scan.StrayFile):
+                context.log.warning(found.message())
+                events.append(_stray_file_observation(found))
                 continue
             if _run_in_progress(context.instance, parquet.dagster_run_of(found.writer)):
                 left_to_runs += 1
@@ -66,14 +76,23 @@ def build_lake_sensor(interval_s: int) -> dg.SensorDefinition:
             context.update_cursor(cursor)
             waiting = f"; {left_to_runs} left to the runs writing them" if left_to_runs else ""
             return dg.SkipReason(f"nothing new: {scanned}{waiting}")
-        context.log.info(f"recording {len(events)} days written outside Dagster: {scanned}")
+        strays = sum(isinstance(event, dg.AssetObservation) for event in events)
+        context.log.info(
+            f"recording {len(events) - strays} days written outside Dagster"
+            + (f" and {strays} files that are not days (named above)" if strays else "")
+            + f": {scanned}"
+        )
         return dg.SensorResult(asset_events=events, cursor=cursor)
 
     return covid_lake_observer
 
 
 def _recorded_at(instance: dg.DagsterInstance, files: list[stores.StoredFile]) -> dict[str, float]:
-    """Day -> when Dagster last recorded it, for the days recorded since the oldest file."""
+    """Day -> when Dagster last recorded it, for the days recorded since the oldest file.
+
+    A materialization records a day; an observation (this sensor's report of a stray file)
+    records that its file was seen, so the file is not reported again until it changes.
+    """
     if not files:
         return {}
     records_filter = dg.AssetRecordsFilter(
@@ -82,17 +101,19 @@ def _recorded_at(instance: dg.DagsterInstance, files: list[stores.StoredFile]) -
         after_timestamp=min(file.modified for file in files) - 1,
     )
     recorded: dict[str, float] = {}
-    cursor = None
-    while True:
-        page = instance.fetch_materializations(records_filter, limit=1000, cursor=cursor)
-        for record in page.records:
-            if record.partition_key is not None:
-                recorded[record.partition_key] = max(
-                    recorded.get(record.partition_key, 0.0), record.timestamp
-                )
-        if not page.has_more:
-            return recorded
-        cursor = page.cursor
+    for fetch in (instance.fetch_materializations, instance.fetch_observations):
+        cursor = None
+        while True:
+            page = fetch(records_filter, limit=1000, cursor=cursor)
+            for record in page.records:
+                if record.partition_key is not None:
+                    recorded[record.partition_key] = max(
+                        recorded.get(record.partition_key, 0.0), record.timestamp
+                    )
+            if not page.has_more:
+                break
+            cursor = page.cursor
+    return recorded
 
 
 def _run_in_progress(instance: dg.DagsterInstance, run_id: str | None) -> bool:
@@ -112,6 +133,22 @@ def _materialization(found: lake_scan.DayFile) -> dg.AssetMaterialization:
         | {
             "writer": found.writer or "unknown (a file written before writers were stamped)",
             "file_modified": lake_scan.modified_utc(file),
+            "recorded_by": "covid_lake_observer",
+        },
+    )
+
+
+def _stray_file_observation(stray: lake_scan.StrayFile) -> dg.AssetObservation:
+    """The day's page in the UI shows what is wrong with its file and what to do."""
+    return dg.AssetObservation(
+        DAILY,
+        partition=stray.file.day,
+        description=stray.message(),
+        metadata={
+            "stray_file": dg.MetadataValue.path(stray.file.uri),
+            "problem": stray.reason,
+            "remedy": lake_scan.REMEDY,
+            "file_modified": lake_scan.modified_utc(stray.file),
             "recorded_by": "covid_lake_observer",
         },
     )

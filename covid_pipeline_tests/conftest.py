@@ -20,6 +20,7 @@ from typing import Any
 import boto3
 import dagster as dg
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import requests
 from covid_pipeline_replay import jhu
@@ -213,6 +214,20 @@ def write_days(root: Path, days: list[dt.date]) -> None:
     store = stores.LocalStore(root)
     for day in days:
         storage.write_day(store, "covid_daily_reports/usa", str(day), replay_table(day), "USA")
+
+
+# Files a shared lake may hold at a day's key that are not days of ours.
+STRAY_KINDS = ("html", "truncated", "foreign")
+
+
+def write_stray_file(path: Path, kind: str) -> None:
+    """Replace the day's file at `path` with a file that is not a day of ours."""
+    if kind == "html":  # a CDN's error page saved as the file
+        path.write_bytes(b"<html><body><h1>502 Bad Gateway</h1></body></html>")
+    elif kind == "truncated":  # a copy cut short
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # another tool's Parquet file
+        pq.write_table(pa.table({"id": [1, 2], "value": ["a", "b"]}), path)
 
 
 WORLD_TABLE = "covid_daily_reports_all"
@@ -439,7 +454,7 @@ class DagsterDev:
             "partitionNames": days,
             "fromFailure": False,
         }
-        launched = self.query(_LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        launched = self.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         assert launched["__typename"] == "LaunchBackfillSuccess", launched
         return str(launched["backfillId"])
 
@@ -455,12 +470,13 @@ class DagsterDev:
         raise AssertionError(f"backfill {backfill_id} still {status} after {timeout_s} s")
 
 
-_LAUNCH_BACKFILL = """
+LAUNCH_BACKFILL = """
 mutation Launch($params: LaunchBackfillParams!) {
   launchPartitionBackfill(backfillParams: $params) {
     __typename
     ... on LaunchBackfillSuccess { backfillId }
     ... on PythonError { message }
+    ... on UnauthorizedError { message }
   }
 }"""
 _BACKFILL_STATUS = """

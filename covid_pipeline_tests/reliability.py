@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-AREAS = ("API", "Storage", "Stop", "Crash", "Bad input", "Security")
+AREAS = ("API", "Storage", "Lake", "Stop", "Crash", "Bad input", "Security")
 BEGIN = "<!-- begin table: written by `make reliability-doc` from the tests' marks -->"
 END = "<!-- end table -->"
 

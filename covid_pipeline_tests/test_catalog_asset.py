@@ -12,7 +12,7 @@ from covid_pipeline.core import local_catalog
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.glue import registered_days
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import materialize_days, s3_keys
+from covid_pipeline_tests.conftest import materialize_days, s3_keys, write_stray_file
 
 DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")
 
@@ -60,6 +60,29 @@ def test_catalog_asset_registers_the_local_warehouse_in_duckdb(
     _, described = local_catalog.query(settings.catalog_path, "describe covid_daily_reports_usa")
     assert [(c.name, c.type) for c in schema.columns][-1] == ("date", "date")
     assert [c.name for c in schema.columns] == [row[0] for row in described]
+
+
+@pytest.mark.reliability(
+    "Lake",
+    "`covid_catalog_table` (local) and `covid-pipeline query` over a lake holding a file that "
+    "is not a day: an HTML page, a truncated copy, another schema",
+    "the catalog leaves it out and names it, its key and what to do (log and metadata); a "
+    "query that meets one says the same, not DuckDB's error",
+)
+def test_catalog_asset_leaves_out_a_file_not_ours_and_names_it(
+    replay: ReplayServer, instance, tmp_path: Path
+) -> None:
+    settings = load_settings({"API_URL": replay.url, "WAREHOUSE_DIR": str(tmp_path)})
+    defs = build_definitions(settings)
+    backfill(defs, instance, "2020-04-01", "2020-04-03")
+    stray = tmp_path / "covid_daily_reports/usa/date=2020-04-02/data.parquet"
+    write_stray_file(stray, "html")
+    result = materialize_days(defs, "2020-04-01", instance=instance, selection=[CATALOG])
+    assert result.success
+    metadata = catalog_metadata(result)
+    assert metadata["partitions"] == 2
+    assert metadata["files_left_out"].startswith(f"{stray} is not a day this pipeline can read")
+    assert "re-run that day" in metadata["files_left_out"]
 
 
 def test_catalog_asset_registers_one_glue_partition_per_written_day(

@@ -10,7 +10,7 @@ from covid_pipeline_replay import jhu
 from covid_pipeline.core import local_catalog
 from covid_pipeline_tests.conftest import CATALOG_DAYS as DAYS
 from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
-from covid_pipeline_tests.conftest import PROJECT_ROOT, write_days
+from covid_pipeline_tests.conftest import PROJECT_ROOT, STRAY_KINDS, write_days, write_stray_file
 
 
 def test_local_catalog_lists_partitions_with_row_counts(catalog: Path) -> None:
@@ -88,3 +88,43 @@ def test_local_catalog_compares_countries_in_one_table(catalog: Path) -> None:
     top_ten = sorted(new_cases.items(), key=lambda item: -item[1])[:10]
     assert [(iso, cases) for iso, _, cases in rows] == top_ten
     assert rows[0][:2] == ("USA", "US")
+
+
+def test_local_catalog_leaves_out_files_not_ours_and_names_them(tmp_path: Path) -> None:
+    """Not a failed query on every read, nor another tool's rows silently counted in."""
+    write_days(tmp_path, DAYS[:5])
+    data = tmp_path / "covid_daily_reports/usa"
+    strays = {str(day): kind for day, kind in zip(DAYS[1:4], STRAY_KINDS, strict=True)}
+    for day, kind in strays.items():
+        write_stray_file(data / f"date={day}/data.parquet", kind)
+    registration = local_catalog.register(tmp_path / "c.duckdb", data, TABLE)
+    assert registration.partitions == 2
+    assert len(registration.left_out) == 3
+    for (day, kind), message in zip(strays.items(), registration.left_out, strict=True):
+        assert message.startswith(f"{data}/date={day}/data.parquet is not a day this pipeline")
+        assert ("another schema" if kind == "foreign" else "not a Parquet file") in message
+        assert "re-run that day" in message
+    _, rows = local_catalog.query(tmp_path / "c.duckdb", f"select count(*) from {TABLE}")
+    kept = (DAYS[0], DAYS[4])
+    assert rows == [(sum(len(jhu.reports("USA", day)) for day in kept),)]
+
+    write_days(tmp_path, DAYS[1:4])  # the days re-run: the catalog reads the folder again
+    again = local_catalog.register(tmp_path / "c.duckdb", data, TABLE)
+    assert (again.partitions, again.left_out) == (5, ())
+
+
+@pytest.mark.parametrize("kind", STRAY_KINDS)
+def test_local_catalog_query_names_a_file_not_ours_that_arrived_after_cataloging(
+    tmp_path: Path, kind: str
+) -> None:
+    write_days(tmp_path, DAYS[:3])
+    data = tmp_path / "covid_daily_reports/usa"
+    local_catalog.register(tmp_path / "c.duckdb", data, TABLE)
+    stray = data / f"date={DAYS[1]}/data.parquet"
+    write_stray_file(stray, kind)
+    with pytest.raises(local_catalog.LocalCatalogError) as error:
+        local_catalog.query(tmp_path / "c.duckdb", f"select sum(confirmed) from {TABLE}")
+    lines = str(error.value).splitlines()
+    assert lines[0].startswith(f"{stray} is not a day this pipeline can read")
+    assert "re-run that day" in lines[0] and "materialize covid_catalog_table" in lines[-1]
+    assert len(lines) == 2  # the day's files of ours that DuckDB named are not blamed

@@ -3,7 +3,9 @@
 Against `dagster dev` (webserver and daemon, the project's instance file) on moto's S3 and
 Glue, with the replay API. The lake sensor ticks every 5 s here (LAKE_SENSOR_INTERVAL):
 - days written by a direct Lambda invocation show as materialized within two ticks, with the
-  writer and a run's per-day metadata, without a request to the API; the catalog follows;
+  writer and a run's per-day metadata, without a request to the API; the catalog follows; an
+  HTML page saved at another day's key does not stop the sensor: the tick's log and that day's
+  page name it;
 - a UI backfill whose run worker is killed with SIGKILL ends failed, every day it wrote shows
   as materialized, and a backfill of the missing days fetches only the rest.
 """
@@ -18,7 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
+import boto3
 import dagster as dg
 import pytest
 from covid_pipeline_replay.server import ReplayServer
@@ -41,7 +45,8 @@ TICKS = """
 query Ticks($selector: SensorSelector!) {
   sensorOrError(sensorSelector: $selector) {
     __typename
-    ... on Sensor { sensorState { ticks(limit: 100) { timestamp status } } }
+    ... on Sensor { sensorState { ticks(limit: 100) {
+      timestamp status logEvents { events { level message } } } } }
   }
 }"""
 
@@ -92,8 +97,8 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> 
     raise AssertionError(f"{what}: not within {timeout_s} s")
 
 
-def sensor_ticks(dev: DagsterDev) -> list[float]:
-    """When the lake sensor's ticks started, oldest first."""
+def sensor_ticks(dev: DagsterDev) -> list[dict[str, Any]]:
+    """The lake sensor's ticks (timestamp, status, logEvents), oldest first."""
     workspace = dev.query("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
     (location,) = workspace["workspaceOrError"]["locationEntries"]
     selector = {
@@ -103,7 +108,7 @@ def sensor_ticks(dev: DagsterDev) -> list[float]:
     }
     answer = dev.query(TICKS, {"selector": selector})["sensorOrError"]
     assert answer["__typename"] == "Sensor", answer
-    return sorted(tick["timestamp"] for tick in answer["sensorState"]["ticks"])
+    return sorted(answer["sensorState"]["ticks"], key=lambda tick: tick["timestamp"])
 
 
 @ON_BOTH_INSTANCES
@@ -111,6 +116,8 @@ def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
     dagster_dev: DagsterDev, lambda_handler: ModuleType, replay: ReplayServer, s3_bucket: str
 ) -> None:
     days = [day.isoformat() for day in day_range(dt.date(2021, 2, 1), dt.date(2021, 2, 10))]
+    stray = f"{PREFIX}/date=2021-01-20/data.parquet"  # a CDN's error page, saved as the file
+    boto3.client("s3").put_object(Bucket=s3_bucket, Key=stray, Body=b"<html>502</html>")
     answer = lambda_handler.handler({"start_date": days[0], "end_date": days[-1]}, FakeContext())
     written_at = time.time()
     assert answer["written"] == days and answer["catalog"]["mode"] == "glue_partitions"
@@ -125,8 +132,18 @@ def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
     records = instance.fetch_materializations(DAILY, limit=100).records
     assert sorted(record.partition_key for record in records) == days  # each once, runless
     recorded_at = max(record.timestamp for record in records)
-    ticks = [at for at in sensor_ticks(dagster_dev) if written_at < at <= recorded_at]
-    assert 1 <= len(ticks) <= 2, ticks
+    ticks = sensor_ticks(dagster_dev)
+    assert 1 <= len([t for t in ticks if written_at < t["timestamp"] <= recorded_at]) <= 2, ticks
+    assert {tick["status"] for tick in ticks} <= {"SUCCESS", "SKIPPED"}, ticks
+    (observed,) = instance.fetch_observations(DAILY, limit=10).records  # the stray, once
+    assert observed.partition_key == "2021-01-20"
+    assert "re-run that day" in (observed.asset_observation.description or "")
+    assert partition_statuses(dagster_dev).get("2021-01-20") is None
+    warnings = [
+        event["message"] for tick in ticks for event in tick["logEvents"]["events"]
+        if event["level"] == "WARNING"
+    ]  # fmt: skip
+    assert any(f"s3://{s3_bucket}/{stray} is not a day" in text for text in warnings), warnings
     for record in records:  # a run's per-day metadata, and who wrote the file
         metadata = record.asset_materialization.metadata
         file = answer["files"][record.partition_key]

@@ -119,3 +119,35 @@ def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, tabl
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"
     ]
+
+
+def test_storage_country_set_check_passes_over_files_not_ours(store: stores.Store, table) -> None:
+    """A stray file at the first day's key neither hides the set nor crashes the check."""
+    store.put(layout.partition_key("p", "2021-01-14"), b"<html>502 Bad Gateway</html>")
+    storage.check_country_set(store, "p", "CAN")  # nothing of ours yet: any set may start
+    storage.write_day(store, "p", "2021-01-15", table, "USA")
+    storage.check_country_set(store, "p", "USA")
+    with pytest.raises(storage.CountrySetMismatch, match=r"holds files written for USA \(e\.g\. "):
+        storage.check_country_set(store, "p", "CAN")
+
+
+def test_storage_tells_a_day_of_ours_from_any_other_file(tmp_path: Path, table) -> None:
+    ours = parquet.encode_parquet(table, "USA")
+    assert parquet.day_footer(ours).num_rows == table.num_rows
+    unstamped = tmp_path / "unstamped.parquet"  # files from before the stamps are still ours
+    pq.write_table(table.replace_schema_metadata(None), unstamped)
+    assert parquet.day_footer(str(unstamped)).num_rows == table.num_rows
+    other = tmp_path / "other.parquet"
+    pq.write_table(table.drop_columns(["cities"]).append_column("x", pa.array([1] * 56)), other)
+    retyped = tmp_path / "retyped.parquet"
+    pq.write_table(table.set_column(6, "confirmed", table["confirmed"].cast(pa.float64())), retyped)
+    for source, reason in [
+        (b"<html></html>", "not a Parquet file"),
+        (ours[: len(ours) // 2], "not a Parquet file"),
+        (b"", "not a Parquet file"),
+        (str(other), "another schema: no column cities"),
+        (str(retyped), "another schema: column confirmed is double, not int64"),
+        (str(tmp_path / "missing.parquet"), "unreadable: "),
+    ]:
+        with pytest.raises(parquet.NotADayFile, match=reason):
+            parquet.day_footer(source)

@@ -3,17 +3,24 @@
 Any surface may write a day (a Dagster run, a direct Lambda invocation, a run killed before it
 recorded anything). The files themselves say what they hold and who wrote them (core.parquet's
 stamps), so a record can be brought up to date from the lake alone, without the API.
+
+A shared lake also holds files that are not days of ours under a day's key: another tool's
+upload, a truncated copy, an HTML error page saved as the file. The file's footer tells
+(core.parquet's `day_footer`); a reader then names the file and what to do (`StrayFile`), and
+no such file stops it from going on to the others.
 """
 
 import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.parquet as pq
+from covid_pipeline.core.parquet import COUNTRIES_KEY, WRITER_KEY, NotADayFile, day_footer, stamp_of
+from covid_pipeline.core.stores import StorageAccessError, Store, StoredFile
 
-from covid_pipeline.core.parquet import COUNTRIES_KEY, WRITER_KEY, stamp_of
-from covid_pipeline.core.stores import Store, StoredFile
+REMEDY = (
+    "re-run that day (the run overwrites the file), or move the file out of the lake if "
+    "another tool put it there"
+)
 
 
 @dataclass(frozen=True)
@@ -37,12 +44,35 @@ def changed_since_recorded(
     return [file for file in files if recorded_at.get(file.day, -1.0) < file.modified]
 
 
-def read_day_file(store: Store, file: StoredFile) -> DayFile | None:
+@dataclass(frozen=True)
+class StrayFile:
+    """A file at a day's key that is not a day of ours, and why (core.parquet.day_footer)."""
+
+    file: StoredFile
+    reason: str
+
+    def message(self) -> str:
+        """What a person reads: the file, what is wrong with it, and what to do."""
+        return stray_message(self.file.uri, self.reason)
+
+
+def stray_message(where: str, reason: str) -> str:
+    """The one wording, for every reader, of a file at a day's key that is not a day of ours."""
+    return f"{where} is not a day this pipeline can read ({reason}): {REMEDY}"
+
+
+def read_day_file(store: Store, file: StoredFile) -> DayFile | StrayFile | None:
     """The file's rows and stamps, from one read of it (None: removed since it was listed)."""
-    data = store.get(file.key)
+    try:
+        data = store.get(file.key)
+    except (OSError, StorageAccessError) as error:  # this file alone: a permission, say
+        return StrayFile(file, f"unreadable: {error}")
     if data is None:
         return None
-    footer = pq.read_metadata(pa.BufferReader(data))
+    try:
+        footer = day_footer(data)
+    except NotADayFile as error:
+        return StrayFile(file, str(error))
     return DayFile(
         file=file,
         rows=footer.num_rows,

@@ -4,16 +4,29 @@ Registering creates a view over the Hive layout (`date=` becomes a DATE column, 
 on it prunes folders, so only the days asked for are read) and a `<table>_partitions` table
 listing each day with its row count and file. Re-registering replaces both, so it is
 idempotent and picks up new days. Queries open the database read-only.
+
+A file at a day's key that is not a day of ours (core.parquet.day_footer) is left out of the
+view and named, with what to do, rather than failing every query on it (or, for a Parquet
+file of another schema, being silently counted in). A query that meets one that arrived after
+registering names it the same way, not in DuckDB's words.
 """
 
 import datetime as dt
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
+from covid_pipeline.core.lake_scan import stray_message
 from covid_pipeline.core.layout import FILE_NAME
+from covid_pipeline.core.parquet import NotADayFile, day_footer
+
+# How DuckDB names the file it failed on: 'No magic bytes found at end of file '<path>'', ...
+_FILE_IN_ERROR = re.compile(
+    r"""['"]([^'"]*date=\d{4}-\d{2}-\d{2}/""" + re.escape(FILE_NAME) + ")['\"]"
+)
 
 
 class LocalCatalogError(RuntimeError):
@@ -29,6 +42,7 @@ class LocalRegistration:
     rows: int
     first_day: dt.date
     last_day: dt.date
+    left_out: tuple[str, ...] = ()  # files at days' keys that are not days: why, what to do
 
 
 def register(database: str | Path, data_root: str | Path, table: str) -> LocalRegistration:
@@ -38,11 +52,18 @@ def register(database: str | Path, data_root: str | Path, table: str) -> LocalRe
         LocalCatalogError: when `data_root` holds no day yet.
     """
     root = Path(data_root).absolute()
-    if not any(root.glob(f"date=*/{FILE_NAME}")):
+    paths = sorted(root.glob(f"date=*/{FILE_NAME}"))
+    strays = {path: message for path in paths if (message := _stray(path)) is not None}
+    if len(strays) == len(paths):
         raise LocalCatalogError(
             f"nothing to catalog under {root}: materialize covid_daily_reports first"
+            + "".join(f"\n{message}" for message in strays.values())
         )
-    files = _sql_string(f"{root}/date=*/{FILE_NAME}")
+    if strays:  # the days of ours by name; otherwise a glob, which also reads later days
+        ours = [_sql_string(str(path)) for path in paths if path not in strays]
+        files = "[" + ", ".join(ours) + "]"
+    else:
+        files = _sql_string(f"{root}/date=*/{FILE_NAME}")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(database)) as connection:
         connection.execute(
@@ -60,7 +81,9 @@ def register(database: str | Path, data_root: str | Path, table: str) -> LocalRe
         ).fetchone()
     assert summary is not None
     partitions, rows, first_day, last_day = summary
-    return LocalRegistration(table, partitions, int(rows), first_day, last_day)
+    return LocalRegistration(
+        table, partitions, int(rows), first_day, last_day, tuple(strays.values())
+    )
 
 
 def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
@@ -75,9 +98,28 @@ def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ..
             f"no catalog at {database}: materialize covid_catalog_table first (make demo does)"
         )
     with duckdb.connect(str(database), read_only=True) as connection:
-        cursor = connection.execute(sql)
-        columns = [description[0] for description in cursor.description or []]
-        return columns, cursor.fetchall()
+        try:
+            cursor = connection.execute(sql)
+            columns = [description[0] for description in cursor.description or []]
+            return columns, cursor.fetchall()
+        except duckdb.Error as error:
+            named = dict.fromkeys(_FILE_IN_ERROR.findall(str(error)))  # each once, in order
+            strays = [message for path in named if (message := _stray(path))]
+            if not strays:
+                raise
+            raise LocalCatalogError(
+                "\n".join(strays) + "\nThen materialize covid_catalog_table: the catalog "
+                "leaves such files out of its view."
+            ) from None
+
+
+def _stray(path: str | Path) -> str | None:
+    """What is wrong with the file at a day's key and what to do, or None for a day of ours."""
+    try:
+        day_footer(str(path))
+    except NotADayFile as error:
+        return stray_message(str(path), str(error))
+    return None
 
 
 def _sql_string(text: str) -> str:

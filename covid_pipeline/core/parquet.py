@@ -1,14 +1,18 @@
 """A day's table as one Snappy Parquet file, stamped with its country set and its writer.
 
 The stamps travel in the file's own key-value metadata, so whoever finds the file later (the
-next run's preflight, the lake sensor) learns what it holds and who wrote it from the file.
+next run's preflight, the lake sensor) learns what it holds and who wrote it from the file;
+its footer alone tells whether it is a day of ours at all (`day_footer`).
 """
 
 import io
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from covid_pipeline.core.transform import SCHEMA
 
 # Parquet key-value metadata: the country set a file was written for (its label, e.g. CAN,USA).
 COUNTRIES_KEY = b"covid_pipeline.countries"
@@ -18,6 +22,10 @@ COUNTRIES_KEY = b"covid_pipeline.countries"
 WRITER_KEY = b"covid_pipeline.writer"
 DIRECT_WRITER = "covid_pipeline"  # the core called directly (scripts, tests)
 _DAGSTER_RUN = "dagster run "
+
+
+class NotADayFile(ValueError):
+    """A file at a day's key that is not one of this project's days; the message says why."""
 
 
 def dagster_writer(run_id: str) -> str:
@@ -72,3 +80,38 @@ def countries_in(tables: Iterable[pa.Table]) -> str:
 def decode_parquet(data: bytes) -> pa.Table:
     """The table in a Parquet file's bytes."""
     return pq.read_table(io.BytesIO(data))
+
+
+def day_footer(source: bytes | str | Path) -> pq.FileMetaData:
+    """The footer of a day's file (its bytes, or a local path: then only the footer is read).
+
+    A file of the project's schema is a day of ours whoever wrote it, stamped or not (files
+    from before the writer stamps have none).
+
+    Raises:
+        NotADayFile: it cannot be read, is not Parquet (or is cut short), or has another schema.
+    """
+    try:
+        footer = pq.read_metadata(pa.BufferReader(source) if isinstance(source, bytes) else source)
+    except (FileNotFoundError, PermissionError) as error:
+        raise NotADayFile(f"unreadable: {error}") from None
+    except (OSError, pa.ArrowException) as error:  # a body that is not Parquet, or cut short
+        raise NotADayFile(f"not a Parquet file: {error}") from None
+    problem = _schema_problem(footer.schema.to_arrow_schema())
+    if problem is not None:
+        raise NotADayFile(f"another schema: {problem}")
+    return footer
+
+
+def _schema_problem(schema: pa.Schema) -> str | None:
+    missing = [name for name in SCHEMA.names if name not in schema.names]
+    if missing:
+        return f"no column {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
+    extra = [name for name in schema.names if name not in SCHEMA.names]
+    if extra:
+        return f"columns not in the schema: {', '.join(extra[:5])}"
+    for field in SCHEMA:
+        found = schema.field(field.name).type
+        if not found.equals(field.type):
+            return f"column {field.name} is {found}, not {field.type}"
+    return None

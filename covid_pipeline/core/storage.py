@@ -4,6 +4,7 @@ Keys come from core.layout, bytes from core.parquet, places from core.stores: ev
 Dagster IO manager, the Lambda handler) writes a day through here, so they agree.
 """
 
+import itertools
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,7 +14,9 @@ import pyarrow.parquet as pq
 from covid_pipeline.core.layout import partition_key
 from covid_pipeline.core.parquet import (
     DIRECT_WRITER,
+    NotADayFile,
     countries_of,
+    day_footer,
     decode_parquet,
     encode_parquet,
     stamped,
@@ -93,14 +96,13 @@ def check_country_set(store: Store, prefix: str, countries: str) -> None:
 
     One prefix holds one set, so that no day's file and no query mixes two (a day written for
     USA beside a day written for USA,CAN would look like Canada had no data). One existing
-    file is read: every writer stamps each file with its set.
+    file of ours is read: every writer stamps each file with its set. Files at days' keys that
+    are not ours are passed over (the lake sensor reports them), the first few at most.
 
     Raises:
         CountrySetMismatch: naming both sets and what to do.
     """
-    day = next(iter(store.days(prefix)), None)
-    table = read_day(store, prefix, day) if day is not None else None
-    found = countries_of(table) if table is not None else None
+    found, day = _country_set_in(store, prefix)
     if found is None or found == countries:
         return
     where = store.uri(prefix)
@@ -110,6 +112,23 @@ def check_country_set(store: Store, prefix: str, countries: str) -> None:
         f"PREFIX to a folder of this set's own (the default follows ISO_CODE), or set ISO_CODE "
         f"back to {found}."
     )
+
+
+_FILES_TO_TRY = 10
+
+
+def _country_set_in(store: Store, prefix: str) -> tuple[str | None, str | None]:
+    """The country set of the prefix's first day of ours, and that day (None: no such day)."""
+    for day in itertools.islice(store.days(prefix), _FILES_TO_TRY):
+        data = store.get(partition_key(prefix, day))
+        if data is None:
+            continue
+        try:
+            day_footer(data)
+        except NotADayFile:
+            continue
+        return countries_of(decode_parquet(data)), day
+    return None, None
 
 
 def read_day(store: Store, prefix: str, day: str) -> pa.Table | None:
