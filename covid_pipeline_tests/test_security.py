@@ -1,4 +1,6 @@
-"""Security: TLS verified and never silently off, no secret in the repo, the logs or the UI.
+"""Security: TLS always verified, no secret anywhere, and a UI no command serves to the network.
+
+The read-only UI is a real `dagster-webserver --read-only` that is sent a launch as the UI does.
 
 TLS runs against the replay API served over HTTPS with a self-signed certificate made for
 the test; secrets are looked for in the real Dagster event log and the Lambda's real logs.
@@ -7,14 +9,19 @@ the test; secrets are looked for in the real Dagster event log and the Lambda's 
 import datetime as dt
 import ipaddress
 import logging
+import os
 import re
+import signal
 import ssl
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 from cryptography import x509
@@ -26,7 +33,17 @@ from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import PROJECT_ROOT, fetch_day, materialize_days, records
+from covid_pipeline_tests.conftest import (
+    LAUNCH_BACKFILL,
+    PROJECT_ROOT,
+    DagsterDev,
+    DagsterHome,
+    fetch_day,
+    free_port,
+    materialize_days,
+    project_dagster_home,
+    records,
+)
 
 DAY = dt.date(2021, 1, 15)
 
@@ -194,3 +211,80 @@ def test_security_logs_never_dump_api_bodies(
         fetch_day(client(replay.url), DAY)
     assert "(200013 characters)" in str(error.value) and len(str(error.value)) < 500
     assert "x" * 300 not in caplog.text
+
+
+# A command that serves the UI, with what follows it on the line (up to a comment or backtick).
+_UI_COMMAND = re.compile(r"(dagster-webserver|dagster dev|dg dev)\b([^`#\n]*)")
+_HOST = re.compile(r"(?:-h|--host)[ =](\S+)")
+DOCUMENTS = [PROJECT_ROOT / name for name in ("README.md", "SECURITY.md", "Makefile")] + sorted(
+    (PROJECT_ROOT / "docs").glob("*.md")
+)
+
+
+@pytest.mark.reliability(
+    "Security",
+    "a command in the docs or the Makefile that would serve the UI to the network",
+    "none does: each binds 127.0.0.1 (or a private address), as a test holds them to",
+)
+def test_security_docs_never_open_the_ui_to_the_network() -> None:
+    """The open-source webserver has no authentication: no command we give binds 0.0.0.0."""
+    commands = []
+    for path in DOCUMENTS:
+        for number, line in enumerate(path.read_text().splitlines(), 1):
+            for match in _UI_COMMAND.finditer(line):
+                where = f"{path.name}:{number}"
+                commands.append((where, match.group(0), _HOST.findall(match.group(2))))
+    served = [(where, command, hosts) for where, command, hosts in commands if hosts]
+    assert len(served) >= 4, commands  # make dev, make dev-postgres, the production lines
+    for where, command, hosts in commands:
+        assert "0.0.0.0" not in command and "::" not in command, where
+        for host in hosts:
+            address = ipaddress.ip_address(host.strip("'\""))
+            assert address.is_loopback or (address.is_private and not address.is_unspecified), (
+                f"{where}: {command}"
+            )
+
+
+@pytest.mark.reliability(
+    "Security",
+    "someone with only the read-only UI (`dagster-webserver --read-only`) launches a backfill",
+    "refused by the server (UnauthorizedError); no backfill, no run, no request to the API",
+)
+def test_security_read_only_webserver_refuses_to_launch_a_backfill(
+    replay: ReplayServer, tmp_path: Path
+) -> None:
+    port = free_port()
+    home = project_dagster_home(tmp_path / "home")
+    env = {**os.environ, "DAGSTER_HOME": home, "API_URL": replay.url,
+           "WAREHOUSE_DIR": str(tmp_path / "warehouse")}  # fmt: skip
+    process = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster-webserver")), "--read-only",
+         "-h", "127.0.0.1", "-p", str(port), "-w", "workspace.yaml"],
+        cwd=PROJECT_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        dev = DagsterDev(
+            f"http://127.0.0.1:{port}", tmp_path / "warehouse", DagsterHome(Path(home), {})
+        )
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                seen = dev.query(
+                    '{ assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) { __typename } }'
+                )
+                if seen["assetNodeOrError"]["__typename"] == "AssetNode":
+                    break
+            except requests.ConnectionError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, "webserver did not start"
+            time.sleep(0.5)
+        params = {"assetSelection": [{"path": ["covid_daily_reports"]}],
+                  "partitionNames": ["2021-01-01"], "fromFailure": False}  # fmt: skip
+        answer = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+        assert answer["__typename"] == "UnauthorizedError", answer
+        assert dev.instance().get_backfills() == [] and dev.instance().get_runs() == []
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=30)
+    assert replay.stats()["requests"] == 0
