@@ -32,8 +32,11 @@ postgres:
 demo: install  ## replay API -> a month of USA into ./warehouse, then a summary
 	$(PY) -m covid_pipeline_replay.demo
 
+# `dg` expects the project's venv activated; VIRTUAL_ENV says it is, without a shell to source.
+DG := VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg
+
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000 (reads .env if present)
-	DAGSTER_HOME=$(CURDIR)/.dagster_home $(BIN)/dagster dev -h 127.0.0.1 -p 3000
+	DAGSTER_HOME=$(CURDIR)/.dagster_home $(DG) dev --host 127.0.0.1 --port 3000
 
 # The production instance in one command: a local PostgreSQL in .postgres (port 5433, kept
 # between runs), then the webserver and the daemon as separate processes, as in production.
@@ -69,10 +72,11 @@ env-example: install  ## rewrite .env.example and the README's table from core/c
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
 	$(PY) -m covid_pipeline_tests.reliability
 
-lint: install  ## ruff, then mypy (strict on covid_pipeline/core)
+lint: install  ## ruff, mypy (strict on covid_pipeline/core), then dg check defs
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(DG) check defs
 
 fmt: install  ## ruff: fix and format
 	$(BIN)/ruff check --fix .

@@ -33,6 +33,7 @@ setup(
     entry_points={"console_scripts": ["covid-pipeline=covid_pipeline.cli:main"]},
     extras_require={
         "dev": [
+            "dagster-dg-cli==1.13.27",  # `dg`: dg dev, dg launch, dg check defs (the Dagster set)
             "pytest==9.2.0",
             "pytest-timeout==2.4.0",
             "playwright==1.65.2",  # drives Debian's Chromium in the UI test; downloads nothing

@@ -1,13 +1,14 @@
 """The pipeline's assets: thin wrappers that resolve partitions and call the core."""
 
 import datetime as dt
+import os
 import warnings
 from collections.abc import Iterator
 
 import dagster as dg
 
 from covid_pipeline.catalog import CatalogResource
-from covid_pipeline.core import checks, transform, workers
+from covid_pipeline.core import checks, parquet, transform, workers
 from covid_pipeline.core.report import run_failure_message
 from covid_pipeline.core.run import RangeOptions
 from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
@@ -23,8 +24,18 @@ warnings.filterwarnings(
 
 _DAILY = dg.AssetKey("covid_daily_reports")
 API_POOL = "covid_api"
+# Who answers for the assets, and how the UI can filter them (Dagster's owners and tags).
+OWNERS = ["team:data-engineering"]
+_TAGS = {"domain": "public-health", "source": "covid-api"}
 # On the definition, not on each day's event: the schema is the same every day, and a copy in
 # each of 1143 materialization events would cost a backfill seconds of event-log writes.
+# The CLI without DAGSTER_HOME runs on an instance it makes and deletes: no record, no pool.
+_THROWAWAY_INSTANCE = (
+    "DAGSTER_HOME is not set, so this run is on a throwaway Dagster instance: its record of "
+    "these days is deleted when the command ends, and it does not share the deployment's API "
+    "pool. To keep the record, set DAGSTER_HOME to the deployment's home, e.g. the project's: "
+    "export DAGSTER_HOME=$PWD/.dagster_home (make install created it), then run again."
+)
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn(name, str(type_), description=description)
@@ -48,7 +59,13 @@ _CHECKS = {
     pool=API_POOL,
     io_manager_key="hive_parquet_io_manager",
     group_name="covid",
+    # The storage's kind (s3 or local) is added by `with_storage_kind`, from the settings.
     kinds={"parquet", "python"},
+    owners=OWNERS,
+    tags=_TAGS | {"layer": "raw"},
+    # Changes when what a day's file holds changes (core.parquet.FORMAT_VERSION and SCHEMA),
+    # so the UI flags the days written by an older one.
+    code_version=parquet.format_version(),
     # No step retry policy: the API client retries each request (the one retry budget), a
     # retried step would fetch every day again, and Dagster would retry a stop (an interrupt).
     check_specs=[
@@ -75,6 +92,8 @@ def covid_daily_reports(
             "(e.g. --partition-range 2021-01-01...2021-01-31)",
             allow_retries=False,
         )
+    if "DAGSTER_HOME" not in os.environ:  # said before any fetch, where the CLI prints it
+        context.log.warning(_THROWAWAY_INSTANCE)
     if lambda_fanout.enabled:
         yield from _run_in_lambda(context, lambda_fanout, covid_api.countries().label)
         return
@@ -164,6 +183,13 @@ def _check_results(outcomes: list[checks.CheckOutcome]) -> Iterator[dg.AssetChec
         )
 
 
+def with_storage_kind(asset: dg.AssetsDefinition, bucket_name: str | None) -> dg.AssetsDefinition:
+    """The asset labelled with where its files go: `s3` with a bucket, `local` without."""
+    kind = "s3" if bucket_name else "local"
+    [labelled] = dg.map_asset_specs(lambda spec: spec.merge_attributes(kinds={kind}), [asset])
+    return labelled
+
+
 def build_catalog_asset(kind: str) -> dg.AssetsDefinition:
     """The catalog asset, labelled with the technology that catalogs (duckdb or glue)."""
     # The table's columns: the files' own, then the partition column the catalog adds (a DATE
@@ -180,6 +206,8 @@ def build_catalog_asset(kind: str) -> dg.AssetsDefinition:
         deps=[covid_daily_reports],
         group_name="covid",
         kinds={kind},
+        owners=OWNERS,
+        tags=_TAGS | {"layer": "catalog"},
         metadata={"dagster/column_schema": table_schema},
         # Needed for `dagster asset materialize --partition-range` to include this asset.
         backfill_policy=dg.BackfillPolicy.single_run(),

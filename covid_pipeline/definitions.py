@@ -9,7 +9,7 @@ UI shows the variable, and each launch reads its value then (and the resource ch
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.assets import build_catalog_asset, covid_daily_reports
+from covid_pipeline.assets import build_catalog_asset, covid_daily_reports, with_storage_kind
 from covid_pipeline.catalog import catalog_for
 from covid_pipeline.core import stores
 from covid_pipeline.core.config import Settings, load_settings
@@ -27,7 +27,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
         # One step per run: a step subprocess would only add two seconds to every run.
         executor=dg.in_process_executor,
-        assets=[covid_daily_reports, catalog_table],
+        assets=[with_storage_kind(covid_daily_reports, settings.bucket_name), catalog_table],
         # Running from the start: Dagster's default automation sensor starts stopped, and then
         # the catalog would never follow a backfill until someone found the toggle.
         sensors=[

@@ -33,6 +33,8 @@ from covid_pipeline.core.dates import day_range
 from covid_pipeline.core.transform import to_table
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+# The code location, as every entry point names it ([tool.dg], [tool.dagster], workspace.yaml).
+LOCATION = "covid_pipeline"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -4,11 +4,16 @@ import subprocess
 import sys
 
 import dagster as dg
+import pyarrow as pa
 import pytest
+import tomllib
+import yaml
 
+from covid_pipeline.core import parquet
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.transform import SCHEMA
 from covid_pipeline.definitions import build_definitions
+from covid_pipeline_tests.conftest import LOCATION, PROJECT_ROOT
 
 
 @pytest.mark.parametrize("env", [{}, {"BUCKET_NAME": "my-lake", "PREFIX": "raw/covid"}])
@@ -66,3 +71,55 @@ def test_definitions_pass_variables_read_verbatim_as_env_vars(
     assert api.fetch_concurrency.env_var_name == "FETCH_CONCURRENCY"
     assert api.iso_code == "USA" and not isinstance(api.iso_code, dg.EnvVar)
     assert not isinstance(resources["hive_parquet_io_manager"].prefix, dg.EnvVar)  # derived
+
+
+@pytest.mark.parametrize(("bucket", "storage"), [("", "local"), ("my-lake", "s3")])
+def test_definitions_carry_owners_tags_kinds_and_a_code_version(bucket: str, storage: str) -> None:
+    defs = build_definitions(load_settings({"BUCKET_NAME": bucket}))
+    [daily] = defs.resolve_assets_def("covid_daily_reports").specs
+    [catalog] = defs.resolve_assets_def("covid_catalog_table").specs
+    assert daily.kinds == {"parquet", "python", storage}  # the storage actually configured
+    assert catalog.kinds == {"duckdb" if not bucket else "glue"}
+    for spec in (daily, catalog):
+        assert spec.owners == ["team:data-engineering"]
+        assert spec.tags["domain"] == "public-health" and spec.tags["source"] == "covid-api"
+    assert (daily.tags["layer"], catalog.tags["layer"]) == ("raw", "catalog")
+    assert daily.code_version == parquet.format_version()
+
+
+def test_definitions_code_version_follows_the_file_format(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A schema change changes it by itself; FORMAT_VERSION is bumped for decoding changes."""
+    version, digest = parquet.format_version().split(".")
+    assert version == str(parquet.FORMAT_VERSION) and len(digest) == 8
+    monkeypatch.setattr(parquet, "FORMAT_VERSION", parquet.FORMAT_VERSION + 1)
+    assert parquet.format_version() == f"{int(version) + 1}.{digest}"
+    monkeypatch.setattr(parquet, "SCHEMA", SCHEMA.append(pa.field("vaccinated", pa.int64())))
+    assert parquet.format_version().split(".")[1] != digest
+
+
+def test_definitions_one_location_name_for_every_entry_point() -> None:
+    """dg, `dagster dev` and `-w workspace.yaml` name the code location alike.
+
+    Sensor state (the lake sensor's cursor, a sensor turned off) is kept per location name. The
+    names as the running servers report them are checked in test_dg.py and test_security.py.
+    """
+    pyproject = tomllib.loads((PROJECT_ROOT / "pyproject.toml").read_text())["tool"]
+    workspace = yaml.safe_load((PROJECT_ROOT / "workspace.yaml").read_text())
+    [entry] = workspace["load_from"]
+    assert pyproject["dg"]["directory_type"] == "project"
+    assert {
+        pyproject["dg"]["project"]["code_location_name"],
+        pyproject["dagster"]["code_location_name"],
+        entry["python_module"]["location_name"],
+    } == {LOCATION}
+    targets = {
+        pyproject["dg"]["project"]["code_location_target_module"],
+        pyproject["dagster"]["module_name"],
+        entry["python_module"]["module_name"],
+    }
+    assert targets == {"covid_pipeline.definitions"}
+
+
+def test_readme_fits_in_250_lines() -> None:
+    """The README is the map; the detail lives in docs/."""
+    assert len((PROJECT_ROOT / "README.md").read_text().splitlines()) <= 250

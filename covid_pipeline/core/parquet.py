@@ -5,6 +5,7 @@ next run's preflight, the lake sensor) learns what it holds and who wrote it fro
 its footer alone tells whether it is a day of ours at all (`day_footer`).
 """
 
+import hashlib
 import io
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -22,6 +23,18 @@ COUNTRIES_KEY = b"covid_pipeline.countries"
 WRITER_KEY = b"covid_pipeline.writer"
 DIRECT_WRITER = "covid_pipeline"  # the core called directly (scripts, tests)
 _DAGSTER_RUN = "dagster run "
+
+
+# What a day's file holds, by version: bump it when the decoding or the writing changes what a
+# day's file holds (values, rows, encoding). A change of SCHEMA changes `format_version` by
+# itself. The daily asset's code_version is this, so the UI flags days written by an older one.
+FORMAT_VERSION = 1
+
+
+def format_version() -> str:
+    """FORMAT_VERSION and a digest of SCHEMA's columns and types, e.g. `1.3f9a0c2e`."""
+    columns = SCHEMA.to_string(show_field_metadata=False, show_schema_metadata=False)
+    return f"{FORMAT_VERSION}.{hashlib.sha256(columns.encode()).hexdigest()[:8]}"
 
 
 class NotADayFile(ValueError):

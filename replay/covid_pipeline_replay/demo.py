@@ -1,4 +1,4 @@
-"""The offline demo: replay API -> `dagster asset materialize` -> ./warehouse -> SQL.
+"""The offline demo: replay API -> `dg launch` -> ./warehouse -> SQL.
 
 `python -m covid_pipeline_replay.demo` starts the replay API (real JHU CSSE data) on a free port,
 backfills a month for one country and catalogs it, with the same CLI command a user would
@@ -43,17 +43,17 @@ def main(argv: list[str] | None = None) -> int:
             "BUCKET_NAME": "",  # the demo always writes to the local warehouse
             "CATALOG_MODE": "local",
             "DAGSTER_HOME": str(home),
+            "VIRTUAL_ENV": sys.prefix,  # the project's venv, as `dg` expects it activated
         }
         settings = load_settings(env)
         _say(f"Replay API (JHU CSSE data, CC BY 4.0) at {replay.url}")
         _say(f"Backfilling {settings.iso_code} {days[0]}..{days[-1]} into {settings.storage_root}")
         command = [
-            str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
-            "-m", "covid_pipeline.definitions",
-            "--select", "covid_daily_reports,covid_catalog_table",
+            str(Path(sys.executable).with_name("dg")), "launch",
+            "--assets", "covid_daily_reports,covid_catalog_table",
             "--partition-range", f"{days[0]}...{days[-1]}",
         ]  # fmt: skip
-        _say("$ " + " ".join(["dagster", *command[1:]]))
+        _say("$ " + " ".join(["dg", *command[1:]]))
         if _run_showing_progress(command, env) != 0:
             _say("The backfill failed; the log above says which days and why.")
             return 1
