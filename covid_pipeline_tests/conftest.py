@@ -426,7 +426,7 @@ def dagster_cli(args: list[str], env: dict[str, str], cwd: Path, timeout: float)
 
 @dataclass(frozen=True)
 class DagsterDev:
-    """A running `dagster dev`: where its UI is, where it writes, where it keeps its runs."""
+    """A running `dg dev`: where its UI is, where it writes, where it keeps its runs."""
 
     url: str  # the UI, e.g. http://127.0.0.1:41234
     warehouse: Path
@@ -448,6 +448,13 @@ class DagsterDev:
         assert "errors" not in answer, answer
         data: dict[str, Any] = answer["data"]
         return data
+
+    def location_names(self) -> list[str]:
+        """The code locations the server loaded, by name."""
+        answer = self.query(
+            "{ workspaceOrError { ... on Workspace { locationEntries { name } } } }"
+        )
+        return [entry["name"] for entry in answer["workspaceOrError"]["locationEntries"]]
 
     def launch_backfill(self, days: list[str]) -> str:
         """Backfill `days` of the daily asset as the UI's launch dialog does; its id."""
@@ -504,7 +511,7 @@ def dagster_dev(
     dagster_home: DagsterHome,
     dagster_dev_env: dict[str, str],
 ) -> Iterator[DagsterDev]:
-    """`dagster dev` (webserver and daemon) on 127.0.0.1 over the replay API.
+    """`dg dev` (webserver and daemon), as `make dev` runs it, on 127.0.0.1 over the replay API.
 
     With a throwaway DAGSTER_HOME that holds the project's dagster.yaml, as `make dev` has it
     (or its Postgres instance, for tests ON_BOTH_INSTANCES), and 4 days fetched at once, so
@@ -518,17 +525,18 @@ def dagster_dev(
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(dev.warehouse),
         "FETCH_CONCURRENCY": "4",
+        "VIRTUAL_ENV": sys.prefix,  # dg expects the project's venv to be the active one
         **dagster_dev_env,
     }
     log_path = tmp_path / "dagster_dev.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [
-                str(Path(sys.executable).with_name("dagster")),
+                str(Path(sys.executable).with_name("dg")),
                 "dev",
-                "-h",
+                "--host",
                 "127.0.0.1",
-                "-p",
+                "--port",
                 str(port),
             ],
             cwd=PROJECT_ROOT,

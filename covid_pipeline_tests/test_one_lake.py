@@ -28,7 +28,7 @@ import pytest
 from covid_pipeline_replay.server import ReplayServer
 
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import ON_BOTH_INSTANCES, DagsterDev, s3_keys
+from covid_pipeline_tests.conftest import LOCATION, ON_BOTH_INSTANCES, DagsterDev, s3_keys
 from covid_pipeline_tests.test_lambda_handler import FakeContext
 
 pytestmark = pytest.mark.slow
@@ -99,10 +99,9 @@ def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> 
 
 def sensor_ticks(dev: DagsterDev) -> list[dict[str, Any]]:
     """The lake sensor's ticks (timestamp, status, logEvents), oldest first."""
-    workspace = dev.query("{ workspaceOrError { ... on Workspace { locationEntries { name } } } }")
-    (location,) = workspace["workspaceOrError"]["locationEntries"]
+    assert dev.location_names() == [LOCATION]
     selector = {
-        "repositoryLocationName": location["name"],
+        "repositoryLocationName": LOCATION,
         "repositoryName": "__repository__",
         "sensorName": "covid_lake_observer",
     }

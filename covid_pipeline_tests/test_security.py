@@ -35,6 +35,7 @@ from covid_pipeline.core.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline_tests.conftest import (
     LAUNCH_BACKFILL,
+    LOCATION,
     PROJECT_ROOT,
     DagsterDev,
     DagsterHome,
@@ -214,7 +215,7 @@ def test_security_logs_never_dump_api_bodies(
 
 
 # A command that serves the UI, with what follows it on the line (up to a comment or backtick).
-_UI_COMMAND = re.compile(r"(dagster-webserver|dagster dev|dg dev)\b([^`#\n]*)")
+_UI_COMMAND = re.compile(r"(dagster-webserver|dagster dev|dg dev|\$\(DG\) dev)\b([^`#\n]*)")
 _HOST = re.compile(r"(?:-h|--host)[ =](\S+)")
 DOCUMENTS = [PROJECT_ROOT / name for name in ("README.md", "SECURITY.md", "Makefile")] + sorted(
     (PROJECT_ROOT / "docs").glob("*.md")
@@ -281,6 +282,7 @@ def test_security_read_only_webserver_refuses_to_launch_a_backfill(
             time.sleep(0.5)
         params = {"assetSelection": [{"path": ["covid_daily_reports"]}],
                   "partitionNames": ["2021-01-01"], "fromFailure": False}  # fmt: skip
+        assert dev.location_names() == [LOCATION]  # as `dg dev` names it: one sensor state
         answer = dev.query(LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
         assert answer["__typename"] == "UnauthorizedError", answer
         assert dev.instance().get_backfills() == [] and dev.instance().get_runs() == []

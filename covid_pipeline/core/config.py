@@ -516,7 +516,7 @@ def env_example() -> str:
     """`.env.example`, written from VARIABLES."""
     lines = [
         "# Written from covid_pipeline/core/config.py (`make env-example`); do not edit by hand.",
-        "# Copy to .env (git ignores it): `dagster dev` and `dagster asset materialize` read it",
+        "# Copy to .env (git ignores it): `dg dev` and `dg launch` (and the dagster CLI) read it",
         "# from the working directory. Every variable is optional: the defaults fetch the real",
         "# API into ./warehouse.",
     ]
