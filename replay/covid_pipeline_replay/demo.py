@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import covid_pipeline
 from covid_pipeline.cli import format_table
 from covid_pipeline.core import layout, local_catalog, storage, stores
 from covid_pipeline.core.config import load_settings
@@ -52,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
             str(Path(sys.executable).with_name("dg")), "launch",
             "--assets", "covid_daily_reports,covid_catalog_table",
             "--partition-range", f"{days[0]}...{days[-1]}",
+            # The project (a dg project: [tool.dg]), wherever the demo is run from.
+            "--target-path", str(Path(covid_pipeline.__file__).resolve().parents[1]),
         ]  # fmt: skip
-        _say("$ " + " ".join(["dg", *command[1:]]))
+        _say("$ " + " ".join(["dg", *command[1:-2]]))
         if _run_showing_progress(command, env) != 0:
             _say("The backfill failed; the log above says which days and why.")
             return 1
