@@ -44,7 +44,7 @@ PG_ENV := DAGSTER_HOME=$(CURDIR)/.dagster_home_postgres DAGSTER_PG_HOST=127.0.0.
 	DAGSTER_PG_PORT=5433 DAGSTER_PG_USER=postgres DAGSTER_PG_PASSWORD= DAGSTER_PG_DB=dagster \
 	DAGSTER_EVENT_BATCH_SIZE=100 DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS=true
 dev-postgres: install postgres  ## the UI and daemon on the production instance (PostgreSQL), http://127.0.0.1:3000
-	$(PY) -m covid_pipeline_tests.postgres_server --dir .postgres --port 5433 --db dagster
+	$(PY) -m covid_pipeline_tests.support.postgres_server --dir .postgres --port 5433 --db dagster
 	mkdir -p .dagster_home_postgres
 	cp dagster-instance.postgres.yaml .dagster_home_postgres/dagster.yaml
 	$(PG_ENV) $(BIN)/dagster-daemon run -w workspace.yaml & daemon=$$!; \
@@ -66,11 +66,11 @@ test: install ceph chromium postgres  ## everything: the UI in Chromium, backfil
 test-fast: install  ## everything but the end-to-end tests (about 2 minutes)
 	$(PY) -m pytest -m "not slow"
 
-env-example: install  ## rewrite .env.example and the README's table from core/config.py
-	$(PY) -m covid_pipeline.core.config .
+env-example: install  ## rewrite .env.example and the README's table from core/config.py's table
+	$(PY) -m covid_pipeline_tests.support.settings_docs .
 
 reliability-doc: install  ## rewrite docs/reliability.md's table from the tests' reliability marks
-	$(PY) -m covid_pipeline_tests.reliability
+	$(PY) -m covid_pipeline_tests.support.reliability
 
 lint: install  ## ruff, mypy (strict on covid_pipeline/core), then dg check defs
 	$(BIN)/ruff check .
@@ -106,5 +106,5 @@ infra-check: .venv-infra/.installed  ## infra/template.yaml: SAM translation, cf
 	touch $@
 
 clean:  ## remove the venvs, the warehouse, the Dagster homes and the local PostgreSQL
-	-[ -f .postgres/data/postmaster.pid ] && $(PY) -m covid_pipeline_tests.postgres_server --dir .postgres --stop
+	-[ -f .postgres/data/postmaster.pid ] && $(PY) -m covid_pipeline_tests.support.postgres_server --dir .postgres --stop
 	rm -rf $(VENV) .venv-infra .venv-peers build warehouse .dagster_home .dagster_home_postgres .postgres .pytest_cache .ruff_cache

@@ -257,7 +257,7 @@ def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> di
     """
     from covid_pipeline_replay import jhu, volume
 
-    from covid_pipeline.core.countries import Countries
+    from covid_pipeline.core.source.countries import Countries
 
     reports = volume.reports if profile == "volume" else jhu.reports
     queries = [query or "" for query in Countries.parse(iso).queries]
@@ -391,7 +391,7 @@ def run_profile(
         if "cli" in results and (first, last) != MONTH and MONTH[0] >= first and MONTH[1] <= last:
             # With the decoding processes the full range started (a fixed cost, not growth),
             # so that the two peaks differ by what accumulates with the range, if anything.
-            from covid_pipeline.core.workers import workers_for
+            from covid_pipeline.core.engine.workers import workers_for
 
             same = env | {"CPU_WORKERS": str(workers_for(None, days))}
             _say(f"running cli over {MONTH[0]}..{MONTH[1]}, for its memory on a month ...")
@@ -597,7 +597,7 @@ def _postgres() -> Iterator[dict[str, str]]:
     `make dev` does, without them.
     """
     sys.path.insert(0, str(ROOT))
-    from covid_pipeline_tests.postgres_server import PRODUCTION_ENV, PostgresServer
+    from covid_pipeline_tests.support.postgres_server import PRODUCTION_ENV, PostgresServer
 
     server = PostgresServer(None, _free_port()).start()
     try:

@@ -1,5 +1,6 @@
 """The pipeline's assets: thin wrappers that resolve partitions and call the core."""
 
+import dataclasses
 import datetime as dt
 import os
 import warnings
@@ -8,9 +9,11 @@ from collections.abc import Iterator
 import dagster as dg
 
 from covid_pipeline.catalog import CatalogResource
-from covid_pipeline.core import checks, parquet, transform, workers
-from covid_pipeline.core.report import run_failure_message
-from covid_pipeline.core.run import RangeOptions
+from covid_pipeline.core import config
+from covid_pipeline.core.engine import workers
+from covid_pipeline.core.engine.report import run_failure_message
+from covid_pipeline.core.lake import parquet
+from covid_pipeline.core.schema import checks, transform
 from covid_pipeline.fanout import LambdaFanoutResource, run_in_lambda
 from covid_pipeline.io_managers import HiveParquetIOManager, RangeRequest, day_metadata
 from covid_pipeline.partitions import DAILY_PARTITIONS
@@ -63,7 +66,7 @@ _CHECKS = {
     kinds={"parquet", "python"},
     owners=OWNERS,
     tags=_TAGS | {"layer": "raw"},
-    # Changes when what a day's file holds changes (core.parquet.FORMAT_VERSION and SCHEMA),
+    # Changes when what a day's file holds changes (core.lake.parquet.FORMAT_VERSION and SCHEMA),
     # so the UI flags the days written by an older one.
     code_version=parquet.format_version(),
     # No step retry policy: the API client retries each request (the one retry budget), a
@@ -103,10 +106,10 @@ def covid_daily_reports(
     request = RangeRequest(
         client,
         tuple(dt.date.fromisoformat(key) for key in context.partition_keys),
-        RangeOptions(
-            fetch_concurrency=covid_api.fetch_concurrency,
-            write_concurrency=hive_parquet_io_manager.write_concurrency,
-            cpu_workers=covid_api.cpu_workers,
+        config.range_options(
+            dataclasses.replace(
+                covid_api.settings(), write_concurrency=hive_parquet_io_manager.write_concurrency
+            )
         ),
         on_progress=context.log.info,
     )

@@ -14,7 +14,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from covid_pipeline.core.config import ConfigError, load_settings
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.errors import ConfigError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,9 +40,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.athena:
             columns, rows = _athena(args.sql, settings)
         else:
-            from covid_pipeline.core import local_catalog  # DuckDB only when it is used
+            from covid_pipeline.core.catalog import duckdb_catalog  # DuckDB only when it is used
 
-            columns, rows = local_catalog.query(settings.catalog_path, args.sql)
+            columns, rows = duckdb_catalog.query(settings.catalog_path, args.sql)
     except Exception as error:  # any engine's error is the user's answer, without a traceback
         sys.stderr.write(f"query failed: {_why(error)}\n")
         return 1
@@ -100,7 +101,7 @@ def _cell(value: Any) -> str:
 def _athena(sql: str, settings: Any) -> tuple[list[str], list[list[str | None]]]:
     import boto3
 
-    from covid_pipeline.core import athena
+    from covid_pipeline.core.catalog import athena
 
     result = athena.run_query(
         boto3.client("athena"),

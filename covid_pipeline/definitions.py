@@ -11,8 +11,8 @@ from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.assets import build_catalog_asset, covid_daily_reports, with_storage_kind
 from covid_pipeline.catalog import catalog_for
-from covid_pipeline.core import stores
 from covid_pipeline.core.config import Settings, load_settings
+from covid_pipeline.core.lake import stores
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.lake_sensor import build_lake_sensor

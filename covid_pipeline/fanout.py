@@ -14,9 +14,9 @@ import boto3
 import dagster as dg
 from dagster_aws.pipes import PipesLambdaClient
 
-from covid_pipeline.core.layout import partition_key
-from covid_pipeline.core.report import Progress
-from covid_pipeline.core.storage import WrittenFile
+from covid_pipeline.core.engine.report import Progress
+from covid_pipeline.core.lake.day_files import WrittenFile
+from covid_pipeline.core.lake.layout import partition_key, s3_uri
 
 
 class LambdaFanoutResource(dg.ConfigurableResource):
@@ -114,7 +114,7 @@ def _invoke(
 
 def _merge(outcome: FanoutOutcome, report: dict[str, Any]) -> None:
     for day, (rows, size) in report["written"].items():
-        uri = f"s3://{report['bucket']}/{partition_key(report['prefix'], day)}"
+        uri = s3_uri(report["bucket"], partition_key(report["prefix"], day))
         outcome.written[day] = WrittenFile(day=day, uri=uri, rows=rows, bytes=size)
     outcome.skipped += report["skipped"]
     outcome.failed.update(report["failed"])

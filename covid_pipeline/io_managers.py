@@ -1,13 +1,13 @@
 """The IO manager that runs a range of days into a Hive-partitioned Parquet data lake.
 
 The daily asset hands it a `RangeRequest`: the days, the API client and the knobs. It runs them
-through `core.run.run_range` (the one assembly the Lambda handler shares), so each day is
+through `core.engine.run.run_range` (the one assembly the Lambda handler shares), so each day is
 written the moment it arrives, fetching, encoding and uploading overlap, and memory stays flat
 however long the range. A run over many partitions is one output, which Dagster's UPath-based
 managers refuse (dagster issue 14332); this one takes it, so `BackfillPolicy.single_run()`
-backfills a whole range in one run. Keys come from `core.storage`, so every writer agrees.
+backfills a whole range in one run. Keys come from `core.lake.day_files`, so every writer agrees.
 
-It is the one place that writes and records a day. Each day's metadata is recorded as it
+It is where a Dagster run writes and records its days. Each day's metadata is recorded as it
 lands; when the run succeeds Dagster turns it into one materialization per day, and the
 range's outcome goes back to the asset through the request, for its checks. When days failed,
 or the run is stopped, the days written so far are recorded here before the step fails, and
@@ -26,19 +26,23 @@ import pandas as pd
 import pyarrow as pa
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core import parquet, storage, stores, transform
-from covid_pipeline.core.api import CovidApiClient
+from covid_pipeline.core import config
 from covid_pipeline.core.config import storage_problems
-from covid_pipeline.core.report import ProgressCallback, short_list
-from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range, write_tables
+from covid_pipeline.core.engine.report import ProgressCallback, short_list
+from covid_pipeline.core.engine.run import RangeOptions, RangeOutcome, run_range, write_tables
+from covid_pipeline.core.lake import day_files, parquet, stores
+from covid_pipeline.core.schema import transform
+from covid_pipeline.core.source.api import CovidApiClient
+from covid_pipeline.resources import DEFAULTS
 
 
-@dataclass(frozen=True)
+@dataclass(eq=False)
 class RangeRequest:
     """What the daily asset asks the IO manager to run; the outcome comes back through it.
 
     `outcome` is the one value that travels back, set once by the IO manager when every day
-    has landed; the asset reads it after its output is handled, for the checks.
+    has landed; the asset reads it after its output is handled, for the checks. (Not frozen:
+    a Future is set after the request is made.)
     """
 
     client: CovidApiClient
@@ -56,9 +60,9 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     """
 
     prefix: str
-    bucket_name: str | None = None
-    warehouse_dir: str = "warehouse"
-    write_concurrency: int = 8
+    bucket_name: str | None = DEFAULTS.bucket_name
+    warehouse_dir: str = DEFAULTS.warehouse_dir
+    write_concurrency: int = DEFAULTS.write_concurrency
     s3: dg.ResourceDependency[S3Resource]
 
     def store(self) -> stores.Store:
@@ -69,17 +73,22 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 description="hive_parquet_io_manager config: " + "; ".join(problems),
                 allow_retries=False,
             )
-        if self.bucket_name:
-            return stores.S3Store(self.bucket_name, self.s3.get_client(), self.prefix)
-        return stores.LocalStore(self.warehouse_dir)
+        where = config.settings_with(
+            {
+                "bucket_name": self.bucket_name,
+                "prefix": self.prefix,
+                "warehouse_dir": self.warehouse_dir,
+            }
+        )
+        return config.store(where, self.s3.get_client)
 
     def preflight(self, countries: str) -> None:
         """Fail now, before anything is fetched, if the store clearly cannot be written.
 
-        Or if the prefix holds another country set's files (see core.storage).
+        Or if the prefix holds another country set's files (see core.lake.day_files).
         """
         with _stop_on_storage_access_error():
-            storage.check_ready(self.store(), self.prefix, countries)
+            day_files.check_ready(self.store(), self.prefix, countries)
 
     def handle_output(  # type: ignore[override]  # a generator: see log_materializations
         self, context: dg.OutputContext, obj: RangeRequest | Mapping[str, pa.Table]
@@ -149,7 +158,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             tables = dict(
                 zip(
                     days,
-                    pool.map(lambda day: storage.read_day(store, self.prefix, day), days),
+                    pool.map(lambda day: day_files.read_day(store, self.prefix, day), days),
                     strict=True,
                 )
             )
@@ -189,7 +198,7 @@ class _Recorder:
         self.days = days
         self.metadata: dict[str, dict[str, Any]] = {}  # day -> its metadata, as they landed
 
-    def record(self, day: str, file: storage.WrittenFile | None) -> None:
+    def record(self, day: str, file: day_files.WrittenFile | None) -> None:
         """Called as a day lands (None: skipped, no data)."""
         metadata = self.metadata[day] = day_metadata(file)
         if len(self.days) == 1:
@@ -219,7 +228,7 @@ class _Recorder:
         )
 
 
-def day_metadata(file: storage.WrittenFile | None) -> dict[str, Any]:
+def day_metadata(file: day_files.WrittenFile | None) -> dict[str, Any]:
     """A day's materialization metadata: its file, or that it was skipped (None)."""
     if file is None:
         return {"dagster/row_count": 0, "skipped": True, "skip_reason": "the API had no data"}

@@ -9,7 +9,7 @@ writer stamped in the file. It never calls the API.
 
 A file stamped by a Dagster run still in progress is left to that run, which records its days
 when it ends. A file at a day's key that is not a day of ours (not Parquet, cut short,
-unreadable, another schema: core.lake_scan) is never recorded: the tick goes on to the other
+unreadable, another schema: core.lake.scan) is never recorded: the tick goes on to the other
 files, names it in its log, and reports it on that day in the UI as an observation saying what
 to do. It is reported once; once the file is replaced (a re-run), the next tick records it. The
 cursor is the last key examined; at the end of the prefix the next tick starts
@@ -20,8 +20,8 @@ import json
 
 import dagster as dg
 
-from covid_pipeline.core import lake_scan, parquet, stores
-from covid_pipeline.core.storage import WrittenFile
+from covid_pipeline.core.lake import parquet, scan, stores
+from covid_pipeline.core.lake.day_files import WrittenFile
 from covid_pipeline.io_managers import HiveParquetIOManager, day_metadata
 
 KEYS_PER_TICK = stores.S3_PAGE_KEYS  # one LIST a tick
@@ -51,16 +51,16 @@ def build_lake_sensor(interval_s: int) -> dg.SensorDefinition:
         prefix = hive_parquet_io_manager.prefix
         after = json.loads(context.cursor)["after"] if context.cursor else None
         listing = store.list_files(prefix, after, KEYS_PER_TICK)
-        changed = lake_scan.changed_since_recorded(
+        changed = scan.changed_since_recorded(
             listing.files, _recorded_at(context.instance, listing.files)
         )
         events: list[dg.AssetMaterialization | dg.AssetObservation] = []
         left_to_runs = 0
         for file in changed[:REPORTS_PER_TICK]:
-            found = lake_scan.read_day_file(store, file)
+            found = scan.read_day_file(store, file)
             if found is None:
                 continue
-            if isinstance(found, lake_scan.StrayFile):
+            if isinstance(found, scan.StrayFile):
                 context.log.warning(found.message())
                 events.append(_stray_file_observation(found))
                 continue
@@ -123,7 +123,7 @@ def _run_in_progress(instance: dg.DagsterInstance, run_id: str | None) -> bool:
     return run is not None and not run.is_finished
 
 
-def _materialization(found: lake_scan.DayFile) -> dg.AssetMaterialization:
+def _materialization(found: scan.DayFile) -> dg.AssetMaterialization:
     file = found.file
     written = WrittenFile(day=file.day, uri=file.uri, rows=found.rows, bytes=file.bytes)
     return dg.AssetMaterialization(
@@ -132,13 +132,13 @@ def _materialization(found: lake_scan.DayFile) -> dg.AssetMaterialization:
         metadata=day_metadata(written)
         | {
             "writer": found.writer or "unknown (a file written before writers were stamped)",
-            "file_modified": lake_scan.modified_utc(file),
+            "file_modified": scan.modified_utc(file),
             "recorded_by": "covid_lake_observer",
         },
     )
 
 
-def _stray_file_observation(stray: lake_scan.StrayFile) -> dg.AssetObservation:
+def _stray_file_observation(stray: scan.StrayFile) -> dg.AssetObservation:
     """The day's page in the UI shows what is wrong with its file and what to do."""
     return dg.AssetObservation(
         DAILY,
@@ -147,8 +147,8 @@ def _stray_file_observation(stray: lake_scan.StrayFile) -> dg.AssetObservation:
         metadata={
             "stray_file": dg.MetadataValue.path(stray.file.uri),
             "problem": stray.reason,
-            "remedy": lake_scan.REMEDY,
-            "file_modified": lake_scan.modified_utc(stray.file),
+            "remedy": scan.REMEDY,
+            "file_modified": scan.modified_utc(stray.file),
             "recorded_by": "covid_lake_observer",
         },
     )

@@ -13,12 +13,13 @@ from typing import Any, Protocol
 
 import boto3
 
-from covid_pipeline.core import lake_catalog, parquet, storage, stores
-from covid_pipeline.core.api import CovidApiClient
-from covid_pipeline.core.config import ConfigError, Settings, load_settings
+from covid_pipeline.core import config
+from covid_pipeline.core.catalog.refresh import refresh
+from covid_pipeline.core.config import Settings, load_settings
 from covid_pipeline.core.dates import parse_range
-from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline.core.run import RangeOptions, run_range
+from covid_pipeline.core.engine.run import run_range
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.lake import day_files, parquet, stores
 
 logging.getLogger().setLevel(logging.INFO)  # the runtime's handler prints to CloudWatch
 log = logging.getLogger(__name__)
@@ -53,18 +54,7 @@ S3 = (
     if SETTINGS
     else None
 )
-API = (
-    CovidApiClient(
-        SETTINGS.api_url,
-        SETTINGS.iso_code,
-        connect_timeout_s=SETTINGS.http_connect_timeout_s,
-        read_timeout_s=SETTINGS.http_read_timeout_s,
-        retry=RetryPolicy(max_retries=SETTINGS.http_max_retries, backoff_s=SETTINGS.http_backoff_s),
-        pool_size=SETTINGS.fetch_concurrency,
-    )
-    if SETTINGS
-    else None
-)
+API = config.api_client(SETTINGS) if SETTINGS else None
 
 
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
@@ -91,9 +81,9 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise InvalidEventError(f"invalid event: {error}") from None
     API.reset_circuit()
     assert SETTINGS.bucket_name is not None  # required at the cold start
-    store = stores.S3Store(SETTINGS.bucket_name, S3, SETTINGS.prefix)
+    store = config.store(SETTINGS, lambda: S3)
     # A missing bucket, bad keys, or a prefix of another country set: before the first fetch.
-    storage.check_ready(store, SETTINGS.prefix, SETTINGS.countries.label)
+    day_files.check_ready(store, SETTINGS.prefix, SETTINGS.countries.label)
     log.info(
         "backfilling %s %s..%s into %s", SETTINGS.iso_code, days[0], days[-1], SETTINGS.storage_root
     )
@@ -103,11 +93,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
             store,
             SETTINGS.prefix,
             days,
-            RangeOptions(
-                fetch_concurrency=SETTINGS.fetch_concurrency,
-                write_concurrency=SETTINGS.write_concurrency,
-                cpu_workers=SETTINGS.cpu_workers,
-            ),
+            config.range_options(SETTINGS),
             # Invoked by a fan-out run, the files are that run's: the lake sensor leaves them
             # to it while it is in progress.
             writer=parquet.lambda_writer(
@@ -126,9 +112,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         answer["catalog"] = _catalog_skipped("invoked by Dagster, whose catalog asset runs after")
         _report_to_dagster(event, answer, SETTINGS)
     elif outcome.written:
-        answer["catalog"] = lake_catalog.catalog_days(
-            glue_client, SETTINGS, sorted(outcome.written)
-        )
+        answer["catalog"] = _catalog(store, sorted(outcome.written))
     else:
         answer["catalog"] = _catalog_skipped("no day was written")
     return answer
@@ -142,6 +126,24 @@ def glue_client() -> Any:
     region) must fail the catalog step in the answer, not the import of the handler.
     """
     return boto3.client("glue")
+
+
+def _catalog(store: stores.Store, days: list[str]) -> dict[str, Any]:
+    """Apply CATALOG_MODE to the days just written, never waiting for a crawl.
+
+    A direct invocation must leave the catalog as current as the catalog asset leaves it, or
+    Athena does not see its days. A refusal is reported in the answer, after the files are
+    written; they are never rolled back for it (the next run, or the catalog asset, catalogs
+    them).
+    """
+    assert SETTINGS is not None
+    target = config.catalog_target(SETTINGS)
+    try:
+        return refresh(target, store, SETTINGS.prefix, glue_client, days=days, wait_for_crawl=False)
+    except Exception as error:  # the files are written: no catalog error may lose the answer
+        # (Glue's refusals, an endpoint that is not Glue, a table of another shape alike)
+        log.error("cataloging in %s mode failed: %s", target.mode, error)
+        return {"mode": target.mode, "error": f"{type(error).__name__}: {error}"[:500]}
 
 
 def _catalog_skipped(why: str) -> dict[str, str]:

@@ -1,49 +1,63 @@
 """The API resource: thin, typed configuration around the core's client.
 
-The catalog's resources, one per catalog mode, are in catalog.py.
+Its fields are settings (their defaults are the table's, in core.config), and it builds its
+client the one way the Lambda does too: fields -> `settings_with` -> `config.api_client`. The
+catalog's resources, one per catalog mode, are in catalog.py.
 """
 
 from typing import Any
 
 import dagster as dg
 
-from covid_pipeline.core.api import CovidApiClient
-from covid_pipeline.core.config import ConfigError, Settings
-from covid_pipeline.core.countries import Countries
-from covid_pipeline.core.retry import RetryPolicy
+from covid_pipeline.core import config
+from covid_pipeline.core.config import Settings
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.source.api import CovidApiClient
+from covid_pipeline.core.source.countries import Countries
+
+# The table's defaults, for fields a test or run config may leave out; definitions.py sets all.
+DEFAULTS = config.load_settings({})
 
 
 class CovidApiResource(dg.ConfigurableResource):
     """covid-api.com (or a stand-in): where it is, which countries, and how hard to try."""
 
     api_url: str
-    iso_code: str  # one code, a list (USA,CAN), or ALL: see core.countries
-    fetch_concurrency: int = 8
-    cpu_workers: int | None = None  # processes that decode days; None: automatic
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 30.0
-    max_retries: int = 5
-    backoff_s: float = 0.5
+    iso_code: str  # one code, a list (USA,CAN), or ALL: see core.source.countries
+    fetch_concurrency: int = DEFAULTS.fetch_concurrency
+    cpu_workers: int | None = DEFAULTS.cpu_workers  # decoding processes; None: automatic
+    connect_timeout_s: float = DEFAULTS.http_connect_timeout_s
+    read_timeout_s: float = DEFAULTS.http_read_timeout_s
+    max_retries: int = DEFAULTS.http_max_retries
+    backoff_s: float = DEFAULTS.http_backoff_s
 
-    def client(self) -> CovidApiClient:
-        """A client with one pooled HTTP session, sized for `fetch_concurrency` threads.
+    def settings(self) -> Settings:
+        """These fields as settings, checked by the table as the environment's are.
 
-        Run config can override these fields in the launchpad, past load_settings: the core
-        client validates them again, and a bad value fails the run without a retry.
+        Run config can override the fields in the launchpad, past load_settings: a bad value
+        fails the run without a retry.
         """
         try:
-            return CovidApiClient(
-                self.api_url,
-                self.iso_code,
-                connect_timeout_s=self.connect_timeout_s,
-                read_timeout_s=self.read_timeout_s,
-                retry=RetryPolicy(max_retries=self.max_retries, backoff_s=self.backoff_s),
-                pool_size=self.fetch_concurrency,
+            return config.settings_with(
+                {
+                    "api_url": self.api_url,
+                    "iso_code": self.iso_code,
+                    "fetch_concurrency": self.fetch_concurrency,
+                    "cpu_workers": self.cpu_workers,
+                    "http_connect_timeout_s": self.connect_timeout_s,
+                    "http_read_timeout_s": self.read_timeout_s,
+                    "http_max_retries": self.max_retries,
+                    "http_backoff_s": self.backoff_s,
+                }
             )
         except ConfigError as error:
             raise dg.Failure(
                 description=f"covid_api config: {error}", allow_retries=False
             ) from None
+
+    def client(self) -> CovidApiClient:
+        """A client with one pooled HTTP session, sized for `fetch_concurrency` threads."""
+        return config.api_client(self.settings())
 
     def countries(self) -> Countries:
         """The set `iso_code` names; a bad value fails the run without a retry."""

@@ -6,9 +6,10 @@ import pytest
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core.api import ApiError, CovidApiClient
-from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline_tests.conftest import fetch_day, free_port, records
+from covid_pipeline.core.source.api import ApiError, CovidApiClient
+from covid_pipeline.core.source.retry import RetryPolicy
+from covid_pipeline_tests.support.api import api_client, fetch_day, records
+from covid_pipeline_tests.support.project import free_port
 
 DAY = dt.date(2020, 4, 16)
 
@@ -27,7 +28,7 @@ class SleepRecorder:
 
 
 def make_client(url: str, sleep: SleepRecorder, **retry: float) -> CovidApiClient:
-    return CovidApiClient(
+    return api_client(
         url,
         "CAN",
         connect_timeout_s=1.0,

@@ -14,12 +14,18 @@ import pyarrow.compute as pc
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import storage, stores
-from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range
-from covid_pipeline_tests.conftest import assert_days_match_replay, replay_table
+from covid_pipeline.core.engine.run import RangeOptions, RangeOutcome, run_range
+from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.source.retry import RetryPolicy
+from covid_pipeline_tests.support.api import (
+    IN_FLIGHT,
+    MOST_REQUESTS,
+    THROTTLE_S,
+    THROTTLED_DAYS,
+    api_client,
+)
+from covid_pipeline_tests.support.lake import assert_days_match_replay, replay_table
 
 DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 3))
 FAULTY = "2021-01-02"
@@ -88,7 +94,7 @@ CASES = [
 
 
 def run(replay: ReplayServer, store: stores.Store, tmp_path: Path) -> RangeOutcome:
-    client = CovidApiClient(
+    client = api_client(
         replay.url,
         "USA",
         connect_timeout_s=1.0,
@@ -112,10 +118,10 @@ def test_api_fault_ends_recovered_or_as_that_days_failure(
 
     others = ["2021-01-01", "2021-01-03"]
     for day in others:  # unaffected, whatever happened to the faulty day
-        assert storage.read_day(store, PREFIX, day).equals(tables[day]), day
+        assert day_files.read_day(store, PREFIX, day).equals(tables[day]), day
     if failure is None:
         assert sorted(report.written) == [*others[:1], FAULTY, *others[1:]]
-        written = storage.read_day(store, PREFIX, FAULTY)
+        written = day_files.read_day(store, PREFIX, FAULTY)
         if fault.kind == "null_counts":
             assert written.num_rows == tables[FAULTY].num_rows
             assert pc.all(pc.is_null(written["confirmed"])).as_py()
@@ -124,12 +130,12 @@ def test_api_fault_ends_recovered_or_as_that_days_failure(
     else:
         assert list(report.failed) == [FAULTY] and failure in report.failed[FAULTY]
         assert len(report.failed[FAULTY]) < 400  # a cause, never a dumped body
-        assert storage.read_day(store, PREFIX, FAULTY) is None
+        assert day_files.read_day(store, PREFIX, FAULTY) is None
 
         replay.set_faults([])  # the API is well again: the same range completes
         again = run(replay, store, tmp_path)
         assert len(again.written) == 3 and not again.failed
-        assert storage.read_day(store, PREFIX, FAULTY).equals(tables[FAULTY])
+        assert day_files.read_day(store, PREFIX, FAULTY).equals(tables[FAULTY])
 
 
 @pytest.mark.reliability(
@@ -144,17 +150,8 @@ def test_api_paginated_answers_make_the_same_files(replay: ReplayServer, tmp_pat
     report = run(replay, store, tmp_path)
     assert len(report.written) == 3
     for day in report.written:
-        assert storage.read_day(store, PREFIX, day).equals(tables[day])
+        assert day_files.read_day(store, PREFIX, day).equals(tables[day])
     assert replay.stats()["requests"] == 3 * 6  # 56 records a day: 6 pages each
-
-
-THROTTLED_DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 20))
-THROTTLE_S = 2.0
-IN_FLIGHT = 8
-# While the window is open at most IN_FLIGHT days are being fetched (a day waiting out its
-# backoff keeps its slot), and each is tried at most 4 times in it: the shortest backoffs
-# (half of 0.5, 1, 2 s) add up to 1.75 s < 2 s < 3.75 s. Then every day takes one request.
-MOST_REQUESTS = IN_FLIGHT * 4 + len(THROTTLED_DAYS)
 
 
 @pytest.mark.parametrize(
@@ -184,7 +181,10 @@ def test_api_throttle_window_lands_the_whole_range_with_bounded_requests(
 ) -> None:
     replay.set_faults([Fault("throttle", seconds=THROTTLE_S, retry_after=retry_after)])
     store = stores.LocalStore(tmp_path / "warehouse")
-    client = CovidApiClient(replay.url, "USA", retry=RetryPolicy())  # the defaults: 5 x 0.5 s
+    client = api_client(
+        replay.url,
+        "USA",
+    )  # the table's defaults: 5 retries, 0.5 s
     try:
         outcome = run_range(
             client, store, PREFIX, THROTTLED_DAYS, RangeOptions(IN_FLIGHT, IN_FLIGHT),

@@ -11,11 +11,13 @@ import pytest
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import parquet, storage, stores
 from covid_pipeline.core.config import load_settings
-from covid_pipeline.core.transform import to_table
+from covid_pipeline.core.lake import day_files, parquet, stores
+from covid_pipeline.core.schema.transform import to_table
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import failure_message, free_port, materialize_days, s3_keys
+from covid_pipeline_tests.support.deployment import failure_message, materialize_days
+from covid_pipeline_tests.support.project import free_port
+from covid_pipeline_tests.support.s3 import s3_keys
 
 KEY = dg.AssetKey("covid_daily_reports")
 
@@ -55,7 +57,7 @@ def test_asset_writes_the_exact_s3_key_and_round_trips(defs, instance, s3_bucket
     assert result.success
     key = "lake/covid/date=2021-01-15/data.parquet"
     assert list(s3_keys(s3_bucket)) == [key]
-    back = storage.read_day(
+    back = day_files.read_day(
         stores.S3Store(s3_bucket, boto3.client("s3")), "lake/covid", "2021-01-15"
     )
     day = dt.date(2021, 1, 15)
@@ -182,7 +184,7 @@ def test_asset_writes_every_country_of_a_list_into_one_file_a_day(
         f"covid_daily_reports/can_usa/date=2021-01-{day}/data.parquet" for day in (14, 15)
     ]
     store = stores.S3Store(s3_bucket, boto3.client("s3"))
-    table = storage.read_day(store, "covid_daily_reports/can_usa", "2021-01-15")
+    table = day_files.read_day(store, "covid_daily_reports/can_usa", "2021-01-15")
     assert set(table["iso"].to_pylist()) == {"CAN", "USA"} and parquet.countries_of(table) == (
         "CAN,USA"
     )

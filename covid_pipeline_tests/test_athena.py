@@ -7,8 +7,8 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from covid_pipeline.core.athena import AthenaQueryError, run_query
-from covid_pipeline_tests.test_crawler import FakeClock
+from covid_pipeline.core.catalog.athena import AthenaQueryError, run_query
+from covid_pipeline_tests.support.fakes import FakeClock
 
 SQL = 'SELECT "date", sum(confirmed) FROM covid_daily_reports_usa GROUP BY 1'
 QID = "0f7c1c1e-1111-2222-3333-444455556666"

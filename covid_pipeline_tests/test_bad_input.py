@@ -14,7 +14,7 @@ from covid_pipeline_replay.server import ReplayServer
 
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import failure_message, materialize_days
+from covid_pipeline_tests.support.deployment import failure_message, materialize_days
 
 pytestmark = pytest.mark.usefixtures("replay")
 

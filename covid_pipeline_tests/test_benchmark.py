@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from covid_pipeline_tests.conftest import PROJECT_ROOT
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

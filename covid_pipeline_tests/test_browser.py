@@ -24,9 +24,11 @@ import dagster as dg
 import pytest
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import local_catalog, stores
+from covid_pipeline.core.catalog import duckdb_catalog
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import DagsterDev, assert_days_match_replay, run_events
+from covid_pipeline.core.lake import stores
+from covid_pipeline_tests.support.deployment import DagsterDev, run_events
+from covid_pipeline_tests.support.lake import assert_days_match_replay
 
 playwright = pytest.importorskip("playwright.sync_api")
 pytestmark = pytest.mark.slow
@@ -156,7 +158,7 @@ def test_browser_backfill_then_terminate(
         page.wait_for_timeout(1000)
     assert len(catalog) == 1, f"{len(catalog)} catalog runs"  # once, not once per day
     assert catalog[0].tags.get("dagster/sensor_name") == "covid_catalog_follows_new_days"
-    _, rows = local_catalog.query(
+    _, rows = duckdb_catalog.query(
         dev.warehouse / "catalog.duckdb", "select count(distinct date) from covid_daily_reports_usa"
     )
     assert rows == [(len(WEEK),)]

@@ -8,11 +8,13 @@ import dagster as dg
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import local_catalog
+from covid_pipeline.core.catalog import duckdb_catalog
+from covid_pipeline.core.catalog.glue import registered_days
 from covid_pipeline.core.config import load_settings
-from covid_pipeline.core.glue import registered_days
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import materialize_days, s3_keys, write_stray_file
+from covid_pipeline_tests.support.deployment import materialize_days
+from covid_pipeline_tests.support.lake import write_stray_file
+from covid_pipeline_tests.support.s3 import s3_keys
 
 DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")
 
@@ -47,7 +49,7 @@ def test_catalog_asset_registers_the_local_warehouse_in_duckdb(
         "2020-04-01",
         "2020-04-05",
     )
-    _, rows = local_catalog.query(
+    _, rows = duckdb_catalog.query(
         settings.catalog_path, "select count(distinct date) from covid_daily_reports_usa"
     )
     assert rows == [(4,)]
@@ -57,7 +59,7 @@ def test_catalog_asset_registers_the_local_warehouse_in_duckdb(
     # The column schema on the asset's definition is the table's, column for column.
     spec = build_definitions(settings).resolve_assets_def("covid_catalog_table")
     schema = spec.specs_by_key[CATALOG].metadata["dagster/column_schema"]
-    _, described = local_catalog.query(settings.catalog_path, "describe covid_daily_reports_usa")
+    _, described = duckdb_catalog.query(settings.catalog_path, "describe covid_daily_reports_usa")
     assert [(c.name, c.type) for c in schema.columns][-1] == ("date", "date")
     assert [c.name for c in schema.columns] == [row[0] for row in described]
 

@@ -5,8 +5,8 @@ import datetime as dt
 import pyarrow as pa
 from covid_pipeline_replay import jhu
 
-from covid_pipeline.core import checks
-from covid_pipeline.core.transform import to_table
+from covid_pipeline.core.schema import checks
+from covid_pipeline.core.schema.transform import to_table
 
 DAY = dt.date(2020, 4, 16)
 

@@ -7,9 +7,9 @@ import pytest
 from covid_pipeline_replay import jhu
 
 from covid_pipeline.cli import format_table, main
-from covid_pipeline.core import local_catalog
-from covid_pipeline_tests.conftest import CATALOG_TABLE as TABLE
-from covid_pipeline_tests.conftest import write_days, write_stray_file
+from covid_pipeline.core.catalog import duckdb_catalog
+from covid_pipeline_tests.support.lake import CATALOG_TABLE as TABLE
+from covid_pipeline_tests.support.lake import write_days, write_stray_file
 
 
 def test_cli_query_prints_an_aligned_table(
@@ -44,7 +44,7 @@ def test_cli_query_names_a_file_in_the_lake_that_is_not_a_day(
     days = [dt.date(2020, 4, 1), dt.date(2020, 4, 2)]
     write_days(tmp_path, days)
     data = tmp_path / "covid_daily_reports/usa"
-    local_catalog.register(tmp_path / "c.duckdb", data, TABLE)
+    duckdb_catalog.register(tmp_path / "c.duckdb", data, TABLE)
     write_stray_file(data / "date=2020-04-02/data.parquet", "truncated")
     monkeypatch.setenv("CATALOG_PATH", str(tmp_path / "c.duckdb"))
     assert main(["query", f"select count(*) from {TABLE}"]) == 1

@@ -6,13 +6,15 @@ from pathlib import Path
 import pytest
 
 from covid_pipeline.core import config
-from covid_pipeline.core.config import ConfigError, Settings, load_settings, normalise_prefix
+from covid_pipeline.core.config import Settings, load_settings, normalise_prefix
 from covid_pipeline.core.dates import day_range, parse_day
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.resources import CovidApiResource
+from covid_pipeline_tests.support import settings_docs
 
 
 def test_config_defaults_work_offline_into_the_local_warehouse() -> None:
     settings = load_settings({})
-    assert settings == Settings()
     assert settings.api_url == "https://covid-api.com/api"
     assert (settings.iso_code, settings.bucket_name) == ("USA", None)
     assert settings.prefix == "covid_daily_reports/usa"
@@ -232,17 +234,26 @@ def test_config_iso_code_refuses_what_is_not_a_country_set(text: str, problem: s
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_config_table_defaults_are_the_settings_defaults() -> None:
-    """Each variable once: the table's default is what Settings uses when it is unset."""
-    defaults = Settings()
-    fields = {f.name for f in dataclasses.fields(Settings)} - {"from_environment"}
-    described = {v.attribute for v in config.VARIABLES if v.attribute is not None}
-    assert described == fields  # every setting has a variable, every variable a setting
-    for variable in config.VARIABLES:
-        if variable.attribute is None or not variable.default:
-            continue
-        parsed = load_settings({variable.name: variable.default})
-        assert getattr(parsed, variable.attribute) == getattr(defaults, variable.attribute)
+def test_config_each_default_lives_only_in_the_table() -> None:
+    """Each default once: Settings, the resources and the core take theirs from the table."""
+    fields = {f.name: f for f in dataclasses.fields(Settings)}
+    fields.pop("from_environment")
+    described = {v.attribute: v for v in config.VARIABLES if v.attribute is not None}
+    assert set(described) == set(fields)  # every setting has a variable, every variable a setting
+    for attribute, field in fields.items():
+        variable = described[attribute]
+        unset = not variable.default or (variable.auto and variable.default == "auto")
+        if unset:  # a value the variable may leave unset: None, or "" to be derived
+            assert field.default in (None, ""), attribute
+        else:  # a real default: only in the table, parsed by load_settings
+            assert field.default is dataclasses.MISSING, attribute
+            parsed = load_settings({variable.name: variable.default})
+            assert getattr(parsed, attribute) == getattr(load_settings({}), attribute)
+    api = CovidApiResource(api_url="http://127.0.0.1/api", iso_code="USA")
+    defaults = load_settings({})
+    assert (api.fetch_concurrency, api.max_retries, api.backoff_s) == (
+        defaults.fetch_concurrency, defaults.http_max_retries, defaults.http_backoff_s
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize(
@@ -257,11 +268,13 @@ def test_config_table_bounds_are_enforced(variable: config.Variable) -> None:
 
 
 def test_config_env_example_is_written_from_the_table() -> None:
-    assert (ROOT / ".env.example").read_text() == config.env_example(), "run make env-example"
+    assert (ROOT / ".env.example").read_text() == settings_docs.env_example(), (
+        "run make env-example"
+    )
 
 
 def test_config_readme_table_is_written_from_the_table() -> None:
-    assert config.readme_table() in (ROOT / "README.md").read_text(), "run make env-example"
+    assert settings_docs.readme_table() in (ROOT / "README.md").read_text(), "run make env-example"
 
 
 def test_config_reports_variables_read_verbatim_for_dagster_env_vars(

@@ -19,14 +19,10 @@ import dagster as dg
 import pytest
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import layout, stores
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import (
-    assert_days_match_replay,
-    dagster_cli,
-    open_instance,
-    project_dagster_home,
-)
+from covid_pipeline.core.lake import layout, stores
+from covid_pipeline_tests.support.deployment import dagster_cli, open_instance, project_dagster_home
+from covid_pipeline_tests.support.lake import assert_days_match_replay
 
 FIRST, LAST = dt.date(2020, 12, 1), dt.date(2021, 2, 28)
 DAYS = [str(day) for day in day_range(FIRST, LAST)]
@@ -34,14 +30,14 @@ PREFIX = "usa"
 
 CORE_BACKFILL = """
 import datetime as dt, os, pathlib, sys, boto3
-from covid_pipeline.core import stores
-from covid_pipeline.core.api import CovidApiClient
-from covid_pipeline.core.run import RangeOptions, run_range
+from covid_pipeline.core import config
+from covid_pipeline.core.lake import stores
+from covid_pipeline.core.engine.run import RangeOptions, run_range
 from covid_pipeline.core.dates import day_range
 url, target, staging = sys.argv[1:]
 store = (stores.S3Store(target[5:], boto3.client("s3")) if target.startswith("s3://")
          else stores.LocalStore(target))
-run_range(CovidApiClient(url, "USA"), store, "usa",
+run_range(config.api_client(config.settings_with({"api_url": url})), store, "usa",
     day_range(dt.date(2020, 12, 1), dt.date(2021, 2, 28)), RangeOptions(4, 4),
     staging_dir=pathlib.Path(staging))
 """

@@ -11,26 +11,12 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.stub import Stubber
 
-from covid_pipeline.core.crawler import CrawlerError, run_crawler
+from covid_pipeline.core.catalog.crawler import CrawlerError, run_crawler
+from covid_pipeline_tests.support.fakes import FakeClock
 
 NAME = "covid-crawler"
 EARLIER = dt.datetime(2024, 1, 1, tzinfo=dt.timezone.utc)
 NOW = dt.datetime(2024, 1, 2, tzinfo=dt.timezone.utc)
-
-
-class FakeClock:
-    """Time that moves only when the waiter sleeps: no test waits for real."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def crawler(state: str, status: str | None = None, start: dt.datetime = EARLIER, **last) -> dict:

@@ -7,9 +7,9 @@ import json
 import pytest
 from covid_pipeline_replay import jhu, volume
 
-from covid_pipeline.core import decode, transform
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
-from covid_pipeline.core.transform import SchemaError, to_table
+from covid_pipeline.core.schema import decode, transform
+from covid_pipeline.core.schema.transform import SchemaError, to_table
 
 DAY = dt.date(2021, 1, 15)
 # Every 9th day of the history, and every day whose US report nests counties.

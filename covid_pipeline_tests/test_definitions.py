@@ -1,5 +1,6 @@
 """Definitions load offline for each storage mode; the core stays free of Dagster."""
 
+import ast
 import subprocess
 import sys
 
@@ -9,11 +10,12 @@ import pytest
 import tomllib
 import yaml
 
-from covid_pipeline.core import parquet
 from covid_pipeline.core.config import load_settings
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.lake import parquet
+from covid_pipeline.core.schema.transform import SCHEMA
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import LOCATION, PROJECT_ROOT
+from covid_pipeline_tests.support.deployment import LOCATION
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 
 @pytest.mark.parametrize("env", [{}, {"BUCKET_NAME": "my-lake", "PREFIX": "raw/covid"}])
@@ -49,8 +51,9 @@ def test_definitions_refuse_bad_settings_loudly() -> None:
 def test_core_imports_without_dagster() -> None:
     code = (
         "import importlib, pkgutil, sys, covid_pipeline.core as core;"
-        "names = pkgutil.iter_modules(core.__path__, 'covid_pipeline.core.');"
-        "[importlib.import_module(m.name) for m in names];"
+        "names = [m.name for m in pkgutil.walk_packages(core.__path__, 'covid_pipeline.core.')];"
+        "[importlib.import_module(name) for name in names];"
+        "assert len(names) >= 25, names;"
         "assert 'dagster' not in sys.modules, 'the core imported dagster'"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
@@ -123,3 +126,34 @@ def test_definitions_one_location_name_for_every_entry_point() -> None:
 def test_readme_fits_in_250_lines() -> None:
     """The README is the map; the detail lives in docs/."""
     assert len((PROJECT_ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+# The core's rooms, and the rooms each may import from: settings (config) above them all, the
+# engine and the catalog side by side over the lake, the schema and the source; nothing upward.
+_BELOW = {
+    "errors": set(),
+    "dates": set(),
+    "source": {"errors", "dates"},
+    "schema": {"source", "errors", "dates"},
+    "lake": {"schema", "source", "errors", "dates"},
+    "engine": {"lake", "schema", "source", "errors", "dates"},
+    "catalog": {"lake", "schema", "source", "errors", "dates"},
+    "config": {"engine", "catalog", "lake", "schema", "source", "errors", "dates"},
+}
+
+
+def test_core_rooms_import_only_downward() -> None:
+    """No cycle, no upward import: each room of core/ imports only the rooms below it."""
+    core = PROJECT_ROOT / "covid_pipeline" / "core"
+    rooms = {path.stem if path.parent == core else path.parent.name for path in core.rglob("*.py")}
+    assert rooms - {"__init__"} == set(_BELOW)
+    for path in core.rglob("*.py"):
+        room = path.stem if path.parent == core else path.parent.name
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(
+                "covid_pipeline.core"
+            ):
+                parts = (node.module or "").split(".")
+                targets = [parts[2]] if len(parts) > 2 else [alias.name for alias in node.names]
+                for target in targets:
+                    assert target == room or target in _BELOW[room], f"{path}: {node.module}"

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from covid_pipeline_tests.conftest import open_instance
+from covid_pipeline_tests.support.deployment import open_instance
 
 pytestmark = pytest.mark.slow
 

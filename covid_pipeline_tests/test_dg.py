@@ -15,14 +15,11 @@ import dagster as dg
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import stores
-from covid_pipeline_tests.conftest import (
-    PROJECT_ROOT,
-    assert_days_match_replay,
-    open_instance,
-    project_dagster_home,
-)
-from covid_pipeline_tests.test_api_faults import MOST_REQUESTS, THROTTLE_S, THROTTLED_DAYS
+from covid_pipeline.core.lake import stores
+from covid_pipeline_tests.support.api import MOST_REQUESTS, THROTTLE_S, THROTTLED_DAYS
+from covid_pipeline_tests.support.deployment import open_instance, project_dagster_home
+from covid_pipeline_tests.support.lake import assert_days_match_replay
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -21,18 +21,19 @@ import pytest
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import local_catalog, parquet
+from covid_pipeline.core.catalog import duckdb_catalog
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY, day_range
-from covid_pipeline.core.transform import SCHEMA
-from covid_pipeline_tests.conftest import (
+from covid_pipeline.core.lake import parquet
+from covid_pipeline.core.schema.transform import SCHEMA
+from covid_pipeline_tests.support.deployment import (
     ON_BOTH_INSTANCES,
     DagsterDev,
     DagsterHome,
     dagster_cli,
     project_dagster_home,
-    replay_table,
-    s3_keys,
 )
+from covid_pipeline_tests.support.lake import replay_table
+from covid_pipeline_tests.support.s3 import s3_keys
 
 pytestmark = pytest.mark.slow
 
@@ -153,7 +154,7 @@ def test_cli_backfills_two_countries_into_one_lake_and_refuses_a_switch(
     ]  # fmt: skip
     dagster_cli(args, env, cwd=tmp_path, timeout=300)
     assert replay.stats()["requests"] == 2 * 31
-    _, rows = local_catalog.query(
+    _, rows = duckdb_catalog.query(
         warehouse / "catalog.duckdb",
         "select iso, count(distinct date), sum(confirmed_diff) from covid_daily_reports_can_usa "
         "group by iso order by iso",

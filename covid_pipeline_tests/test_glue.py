@@ -5,7 +5,7 @@ from typing import Any
 import boto3
 import pytest
 
-from covid_pipeline.core.glue import (
+from covid_pipeline.core.catalog.glue import (
     GlueCatalogError,
     Projection,
     glue_columns,
@@ -15,8 +15,8 @@ from covid_pipeline.core.glue import (
     register_partitions,
     registered_days,
 )
-from covid_pipeline.core.transform import SCHEMA
-from covid_pipeline_tests.conftest import infra_template
+from covid_pipeline.core.schema.transform import SCHEMA
+from covid_pipeline_tests.support.project import infra_template
 
 LOCATION = "s3://lake/covid_daily_reports/usa/"
 

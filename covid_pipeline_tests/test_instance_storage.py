@@ -17,7 +17,7 @@ import dagster as dg
 import pytest
 
 from covid_pipeline.instance_storage import OPEN_DATABASES, ConnectedSqliteEventLogStorage
-from covid_pipeline_tests.conftest import open_instance, project_dagster_home
+from covid_pipeline_tests.support.deployment import open_instance, project_dagster_home
 
 DAYS = dg.StaticPartitionsDefinition([f"2021-01-{n:02d}" for n in range(1, 13)])
 

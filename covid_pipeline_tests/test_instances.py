@@ -13,15 +13,15 @@ import pytest
 import yaml
 
 from covid_pipeline.assets import API_POOL
-from covid_pipeline_tests.conftest import (
+from covid_pipeline_tests.support.deployment import (
     INSTANCE_FILES,
     INSTANCES,
-    PROJECT_ROOT,
     DagsterHome,
     open_instance,
     project_dagster_home,
 )
-from covid_pipeline_tests.postgres_server import PRODUCTION_ENV
+from covid_pipeline_tests.support.postgres_server import PRODUCTION_ENV
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 
 def load(kind: str) -> dict[str, Any]:

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core import storage, stores
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.schema.transform import SCHEMA
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
-from covid_pipeline_tests.conftest import replay_table
+from covid_pipeline_tests.support.lake import replay_table
 
 KEY = dg.AssetKey("covid_daily_reports")
 
@@ -57,7 +57,7 @@ def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
 
 
 def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
-    storage.write_day(
+    day_files.write_day(
         stores.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15"), "USA"
     )
     context = dg.build_input_context(
@@ -71,7 +71,7 @@ def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
 def test_io_manager_loads_a_range_as_a_dict_without_skipped_days(tmp_path: Path) -> None:
     store = stores.LocalStore(tmp_path)
     for day in ("2021-01-15", "2021-01-17"):
-        storage.write_day(store, "covid/usa", day, replay_table(day), "USA")
+        day_files.write_day(store, "covid/usa", day, replay_table(day), "USA")
     context = dg.build_input_context(
         asset_key=KEY,
         asset_partitions_def=DAILY_PARTITIONS,

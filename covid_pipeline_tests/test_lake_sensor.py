@@ -19,10 +19,15 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.layout import partition_key
+from covid_pipeline.core.lake.layout import partition_key
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.lake_sensor import build_lake_sensor
-from covid_pipeline_tests.conftest import STRAY_KINDS, replay_table, write_days, write_stray_file
+from covid_pipeline_tests.support.lake import (
+    STRAY_KINDS,
+    replay_table,
+    write_days,
+    write_stray_file,
+)
 
 PREFIX = "covid_daily_reports/usa"
 DAILY = dg.AssetKey("covid_daily_reports")

@@ -23,17 +23,19 @@ import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import parquet
 from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.lake import parquet
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
-from covid_pipeline_tests.conftest import PROJECT_ROOT, failure_message, materialize_days, s3_keys
-from covid_pipeline_tests.lambda_runtime import (
+from covid_pipeline_tests.support.deployment import failure_message, materialize_days
+from covid_pipeline_tests.support.lambda_runtime import (
     LambdaRuntime,
     LocalLambdaClient,
     function_environment,
     python312,
 )
+from covid_pipeline_tests.support.project import PROJECT_ROOT
+from covid_pipeline_tests.support.s3 import s3_keys
 
 pytestmark = pytest.mark.slow
 
@@ -144,8 +146,8 @@ import dagster as dg
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.fanout import LambdaFanoutResource
-from covid_pipeline_tests.conftest import materialize_days
-from covid_pipeline_tests.lambda_runtime import (
+from covid_pipeline_tests.support.deployment import materialize_days
+from covid_pipeline_tests.support.lambda_runtime import (
     LambdaRuntime, LocalLambdaClient, function_environment, python312)
 root, api, bucket, s3, out = sys.argv[1:]
 env = function_environment(Path(root), api, bucket, "fanout/usa", s3)

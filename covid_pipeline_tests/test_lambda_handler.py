@@ -10,7 +10,6 @@ import io
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from types import ModuleType
 
 import boto3
@@ -18,34 +17,16 @@ import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import parquet
-from covid_pipeline.core.config import ConfigError, load_settings
-from covid_pipeline.core.glue import registered_days
-from covid_pipeline.core.stores import StorageAccessError
+from covid_pipeline.core.catalog.glue import registered_days
+from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.lake import parquet
+from covid_pipeline.core.lake.stores import StorageAccessError
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import (
-    S3_SERVERS,
-    infra_template,
-    materialize_days,
-    new_bucket,
-    s3_keys,
-    use_s3_server,
-)
-
-
-@dataclass
-class FakeContext:
-    """A LambdaContext whose remaining time follows a script: one value per call, then the last."""
-
-    remaining_ms: list[int] = field(default_factory=lambda: [900_000])
-    function_name: str = "covid-daily-reports-backfill"
-    aws_request_id: str = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
-    calls: int = 0
-
-    def get_remaining_time_in_millis(self) -> int:
-        value = self.remaining_ms[min(self.calls, len(self.remaining_ms) - 1)]
-        self.calls += 1
-        return value
+from covid_pipeline_tests.support.deployment import materialize_days
+from covid_pipeline_tests.support.fakes import FakeContext
+from covid_pipeline_tests.support.project import infra_template
+from covid_pipeline_tests.support.s3 import S3_SERVERS, new_bucket, s3_keys, use_s3_server
 
 
 @pytest.fixture(params=S3_SERVERS)
@@ -331,8 +312,8 @@ def test_lambda_handler_registers_exactly_the_days_it_wrote_in_glue(
     answer = module.handler({"start_date": "2021-01-01", "end_date": "2021-01-05"}, FakeContext())
     assert answer["catalog"] == {
         "mode": "glue_partitions", "database": "lambda_partitions",
-        "table": "covid_daily_reports_usa", "table_created": True,
-        "partitions_created": 4, "partitions": 4,
+        "table": "covid_daily_reports_usa", "location": f"s3://{lambda_env}/lambda/usa/",
+        "table_created": True, "partitions_created": 4, "partitions": 4,
     }  # fmt: skip
     glue = boto3.client("glue")
     assert (
@@ -354,7 +335,9 @@ def test_lambda_handler_declares_the_projected_table(
     answer = module.handler({"start_date": "2021-01-01", "end_date": "2021-01-02"}, FakeContext())
     assert answer["catalog"] | {"projection_updated": None} == {
         "mode": "glue_projection", "database": "lambda_projection",
-        "table": "covid_daily_reports_usa", "table_created": True, "projection_updated": None,
+        "table": "covid_daily_reports_usa", "location": f"s3://{lambda_env}/lambda/usa/",
+        "table_created": True, "projection_updated": None,
+        "projected_days": "2020-01-22..2023-03-09",
     }  # fmt: skip
     table = boto3.client("glue").get_table(
         DatabaseName="lambda_projection", Name="covid_daily_reports_usa"

@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline_tests.conftest import S3Server
-from covid_pipeline_tests.lambda_runtime import LambdaRuntime, function_environment, python312
+from covid_pipeline_tests.support.lambda_runtime import (
+    LambdaRuntime,
+    function_environment,
+    python312,
+)
+from covid_pipeline_tests.support.s3 import S3Server
 from covid_pipeline_tests.test_lambda_handler import assert_same_objects_as_the_dagster_asset
 
 pytestmark = pytest.mark.slow

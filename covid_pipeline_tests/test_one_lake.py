@@ -28,8 +28,9 @@ import pytest
 from covid_pipeline_replay.server import ReplayServer
 
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import LOCATION, ON_BOTH_INSTANCES, DagsterDev, s3_keys
-from covid_pipeline_tests.test_lambda_handler import FakeContext
+from covid_pipeline_tests.support.deployment import LOCATION, ON_BOTH_INSTANCES, DagsterDev
+from covid_pipeline_tests.support.fakes import FakeContext
+from covid_pipeline_tests.support.s3 import s3_keys
 
 pytestmark = pytest.mark.slow
 

@@ -5,7 +5,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from covid_pipeline_tests.conftest import PROJECT_ROOT
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 MAX_WHEEL_BYTES = 2_000_000
 
@@ -24,4 +24,6 @@ def test_wheel_ships_only_covid_pipeline_and_no_data(tmp_path: Path) -> None:
         name.split("/")[0] for name in names if not name.split("/")[0].endswith(".dist-info")
     }
     assert packages == {"covid_pipeline"}
-    assert "covid_pipeline/core/run.py" in names and "covid_pipeline/lambda_handler.py" in names
+    assert (
+        "covid_pipeline/core/engine/run.py" in names and "covid_pipeline/lambda_handler.py" in names
+    )

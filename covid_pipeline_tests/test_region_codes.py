@@ -14,16 +14,18 @@ import requests
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import checks, storage, stores
-from covid_pipeline.core.api import CovidApiClient
-from covid_pipeline.core.config import ConfigError, load_settings
-from covid_pipeline.core.countries import Countries
+from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline.core.run import RangeOptions, run_range
-from covid_pipeline.core.transform import to_table
+from covid_pipeline.core.engine.run import RangeOptions, run_range
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.schema import checks
+from covid_pipeline.core.schema.transform import to_table
+from covid_pipeline.core.source.countries import Countries
+from covid_pipeline.core.source.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import materialize_days
+from covid_pipeline_tests.support.api import api_client
+from covid_pipeline_tests.support.deployment import materialize_days
 
 SHIPS = {"NA-SHIP-DP": "Diamond Princess", "NA-SHIP-MSZ": "MS Zaandam"}
 DAYS = day_range(dt.date(2020, 4, 14), dt.date(2020, 4, 16))  # both ships have cases then
@@ -49,12 +51,12 @@ def test_region_codes_of_the_api_are_in_the_replays_regions_and_world(
 def test_region_codes_a_world_backfill_keeps_them_and_names_present_passes(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
-    client = CovidApiClient(replay.url, "ALL", retry=RetryPolicy(max_retries=0))
+    client = api_client(replay.url, "ALL", retry=RetryPolicy(max_retries=0, backoff_s=0))
     outcome = run_range(client, stores.LocalStore(tmp_path), "all", DAYS, RangeOptions(4, 4))
     assert not outcome.failed and sorted(outcome.written) == [str(day) for day in DAYS]
     store = stores.LocalStore(tmp_path)
     for day in outcome.written:
-        written = storage.read_day(store, "all", day)
+        written = day_files.read_day(store, "all", day)
         assert written is not None
         ships = {
             iso: country
@@ -125,7 +127,7 @@ def test_region_codes_names_present_under_all_wants_a_code_and_a_name() -> None:
 def test_region_codes_a_code_the_api_does_not_know_gives_days_without_data(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
-    client = CovidApiClient(replay.url, "XX-UNKNOWN", retry=RetryPolicy(max_retries=0))
+    client = api_client(replay.url, "XX-UNKNOWN", retry=RetryPolicy(max_retries=0, backoff_s=0))
     outcome = run_range(client, stores.LocalStore(tmp_path), "xx", DAYS, RangeOptions(2, 2))
     assert outcome.skipped == tuple(str(day) for day in DAYS)
     assert not outcome.written and not outcome.failed

@@ -1,6 +1,6 @@
 """docs/reliability.md lists exactly the faults and bad inputs that the tests try."""
 
-from covid_pipeline_tests import reliability
+from covid_pipeline_tests.support import reliability
 
 
 def test_reliability_doc_table_matches_the_tests() -> None:

@@ -29,22 +29,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from covid_pipeline.core.api import ApiError, CovidApiClient
 from covid_pipeline.core.config import load_settings
-from covid_pipeline.core.retry import RetryPolicy
+from covid_pipeline.core.source.api import ApiError, CovidApiClient
+from covid_pipeline.core.source.retry import RetryPolicy
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import (
+from covid_pipeline_tests.support.api import api_client, fetch_day, records
+from covid_pipeline_tests.support.deployment import (
     LAUNCH_BACKFILL,
     LOCATION,
-    PROJECT_ROOT,
     DagsterDev,
     DagsterHome,
-    fetch_day,
-    free_port,
     materialize_days,
     project_dagster_home,
-    records,
 )
+from covid_pipeline_tests.support.project import PROJECT_ROOT, free_port
 
 DAY = dt.date(2021, 1, 15)
 
@@ -92,7 +90,7 @@ def https_replay(tmp_path: Path) -> Iterator[tuple[ReplayServer, Path]]:
 
 
 def client(url: str) -> CovidApiClient:
-    return CovidApiClient(url, "USA", retry=RetryPolicy(max_retries=3, backoff_s=0))
+    return api_client(url, "USA", retry=RetryPolicy(max_retries=3, backoff_s=0))
 
 
 @pytest.mark.reliability(

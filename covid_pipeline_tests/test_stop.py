@@ -20,15 +20,15 @@ import dagster as dg
 import pytest
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import stores
 from covid_pipeline.core.dates import day_range
-from covid_pipeline_tests.conftest import (
+from covid_pipeline.core.lake import stores
+from covid_pipeline_tests.support.deployment import (
     ON_BOTH_INSTANCES,
     DagsterHome,
-    assert_days_match_replay,
     dagster_cli,
     run_events,
 )
+from covid_pipeline_tests.support.lake import assert_days_match_replay
 
 pytestmark = pytest.mark.slow
 

@@ -10,9 +10,9 @@ import pyarrow.parquet as pq
 import pytest
 from covid_pipeline_replay import jhu
 
-from covid_pipeline.core import lake_scan, layout, parquet, storage, stores
-from covid_pipeline.core.transform import SCHEMA, to_table
-from covid_pipeline_tests.conftest import S3_SERVERS, new_bucket, use_s3_server
+from covid_pipeline.core.lake import day_files, layout, parquet, scan, stores
+from covid_pipeline.core.schema.transform import SCHEMA, to_table
+from covid_pipeline_tests.support.s3 import S3_SERVERS, new_bucket, use_s3_server
 
 DAY = dt.date(2021, 1, 15)
 
@@ -38,10 +38,10 @@ def test_storage_key_is_the_hive_layout() -> None:
 
 
 def test_storage_round_trips_a_day(store: stores.Store, table) -> None:
-    written = storage.write_day(store, "covid/usa", "2021-01-15", table, "USA")
+    written = day_files.write_day(store, "covid/usa", "2021-01-15", table, "USA")
     assert written.uri.endswith("covid/usa/date=2021-01-15/data.parquet")
     assert written.rows == table.num_rows == 56
-    back = storage.read_day(store, "covid/usa", "2021-01-15")
+    back = day_files.read_day(store, "covid/usa", "2021-01-15")
     assert back is not None and back.equals(table)
     # The documented schema, field metadata (descriptions) included, and the file's country set.
     assert back.schema.remove_metadata().equals(SCHEMA, check_metadata=True)
@@ -59,7 +59,7 @@ def test_storage_lists_a_prefix_a_page_at_a_time_with_each_files_writer(
     days = ["2021-01-15", "2021-01-16", "2021-01-17"]
     before = time.time() - 1  # S3 keeps whole seconds
     for day in days:
-        storage.write_day(store, "p", day, table, "USA", parquet.lambda_writer("f", day))
+        day_files.write_day(store, "p", day, table, "USA", parquet.lambda_writer("f", day))
     store.put("p/notes.txt", b"not a day")  # other keys under the prefix are not days
 
     first = store.list_files("p", None, 2)
@@ -71,8 +71,8 @@ def test_storage_lists_a_prefix_a_page_at_a_time_with_each_files_writer(
 
     file = rest.files[0]
     assert file.uri == store.uri(file.key) and before <= file.modified <= time.time() + 1
-    found = lake_scan.read_day_file(store, file)
-    assert found is not None and found.rows == table.num_rows and found.countries == "USA"
+    found = scan.read_day_file(store, file)
+    assert found is not None and found.rows == table.num_rows
     assert found.writer == "lambda f request 2021-01-17" and file.bytes > 0
     assert parquet.dagster_run_of(found.writer) is None
     assert parquet.dagster_run_of(parquet.dagster_writer("abc")) == "abc"
@@ -89,20 +89,20 @@ def test_storage_writes_snappy_parquet(table) -> None:
 
 def test_storage_overwrites_instead_of_duplicating(store: stores.Store, table) -> None:
     for _ in range(2):
-        storage.write_day(store, "p", "2021-01-15", table, "USA")
-    storage.write_day(store, "p", "2021-01-16", table.slice(0, 3), "USA")
+        day_files.write_day(store, "p", "2021-01-15", table, "USA")
+    day_files.write_day(store, "p", "2021-01-16", table.slice(0, 3), "USA")
     assert list(store.days("p")) == ["2021-01-15", "2021-01-16"]
-    assert storage.read_day(store, "p", "2021-01-16").num_rows == 3
+    assert day_files.read_day(store, "p", "2021-01-16").num_rows == 3
 
 
 def test_storage_reads_a_missing_day_as_none(store: stores.Store) -> None:
-    assert storage.read_day(store, "p", "2021-01-15") is None
+    assert day_files.read_day(store, "p", "2021-01-15") is None
     assert list(store.days("p")) == []
 
 
 def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) -> None:
     store = stores.LocalStore(tmp_path)
-    storage.write_day(store, "p", "2021-01-15", table, "USA")
+    day_files.write_day(store, "p", "2021-01-15", table, "USA")
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"
     ]
@@ -110,12 +110,12 @@ def test_storage_local_write_leaves_no_temporary_files(tmp_path: Path, table) ->
 
 def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, table) -> None:
     store = stores.LocalStore(tmp_path)
-    storage.write_day(store, "p", "2021-01-15", table, "USA")
+    day_files.write_day(store, "p", "2021-01-15", table, "USA")
     # A write that breaks halfway (here: a body that cannot be written) must leave the old
     # file whole and no temporary file behind.
     with pytest.raises(TypeError):
         store.put(layout.partition_key("p", "2021-01-15"), object())  # type: ignore[arg-type]
-    assert storage.read_day(store, "p", "2021-01-15").equals(table)
+    assert day_files.read_day(store, "p", "2021-01-15").equals(table)
     assert sorted(p.name for p in (tmp_path / "p" / "date=2021-01-15").iterdir()) == [
         "data.parquet"
     ]
@@ -124,11 +124,13 @@ def test_storage_local_failed_write_keeps_the_previous_file(tmp_path: Path, tabl
 def test_storage_country_set_check_passes_over_files_not_ours(store: stores.Store, table) -> None:
     """A stray file at the first day's key neither hides the set nor crashes the check."""
     store.put(layout.partition_key("p", "2021-01-14"), b"<html>502 Bad Gateway</html>")
-    storage.check_country_set(store, "p", "CAN")  # nothing of ours yet: any set may start
-    storage.write_day(store, "p", "2021-01-15", table, "USA")
-    storage.check_country_set(store, "p", "USA")
-    with pytest.raises(storage.CountrySetMismatch, match=r"holds files written for USA \(e\.g\. "):
-        storage.check_country_set(store, "p", "CAN")
+    day_files.check_country_set(store, "p", "CAN")  # nothing of ours yet: any set may start
+    day_files.write_day(store, "p", "2021-01-15", table, "USA")
+    day_files.check_country_set(store, "p", "USA")
+    with pytest.raises(
+        day_files.CountrySetMismatch, match=r"holds files written for USA \(e\.g\. "
+    ):
+        day_files.check_country_set(store, "p", "CAN")
 
 
 def test_storage_tells_a_day_of_ours_from_any_other_file(tmp_path: Path, table) -> None:

@@ -15,22 +15,17 @@ import boto3
 import pytest
 from covid_pipeline_replay.server import ReplayServer
 
-from covid_pipeline.core import stores
-from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.run import RangeOptions, RangeOutcome, run_range
+from covid_pipeline.core.engine.run import RangeOptions, RangeOutcome, run_range
+from covid_pipeline.core.lake import stores
 from covid_pipeline.definitions import build_definitions
-from covid_pipeline_tests.conftest import (
-    S3Server,
-    assert_days_match_replay,
-    failure_message,
-    free_port,
-    materialize_days,
-    new_bucket,
-    use_s3_server,
-)
-from covid_pipeline_tests.s3_fault_proxy import S3FaultProxy
+from covid_pipeline_tests.support.api import api_client
+from covid_pipeline_tests.support.deployment import failure_message, materialize_days
+from covid_pipeline_tests.support.lake import assert_days_match_replay
+from covid_pipeline_tests.support.project import free_port
+from covid_pipeline_tests.support.s3 import S3Server, new_bucket, use_s3_server
+from covid_pipeline_tests.support.s3_fault_proxy import S3FaultProxy
 
 reliability = pytest.mark.reliability
 DAYS = day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 10))
@@ -46,7 +41,7 @@ IN_FLIGHT = 3 * 2
 def backfill(replay: ReplayServer, store: stores.Store, tmp_path: Path) -> RangeOutcome:
     """The Lambda's core path: fetch, write through /tmp, upload, two days at a time."""
     return run_range(
-        CovidApiClient(replay.url, "USA"),
+        api_client(replay.url, "USA"),
         store,
         PREFIX,
         DAYS,

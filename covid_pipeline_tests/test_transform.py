@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 from covid_pipeline_replay import jhu
 
-from covid_pipeline.core.transform import SCHEMA, SchemaError, to_table
+from covid_pipeline.core.schema.transform import SCHEMA, SchemaError, to_table
 
 SAMPLES = {
     sample["name"]: sample

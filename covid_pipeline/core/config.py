@@ -1,26 +1,29 @@
 """Settings: one table of every variable, read from the environment once, validated together.
 
-`VARIABLES` is the one place a variable is described: its name, type, default, bounds and
-help. `load_settings` reads and checks them all from it, so one bad value is reported together
-with every other one, before anything is fetched or written; `.env.example` and the README's
-table are written from it (`python -m covid_pipeline.core.config`), and a test fails when they
-disagree. Every entry point (the Dagster definitions, the Lambda handler, the query command)
-calls `load_settings`, so a variable means the same thing everywhere. AWS credentials, region
-and endpoint are not settings: boto3 reads them itself.
+`VARIABLES` is the one place a variable is described: its name, type, default, bounds and help.
+`load_settings` reads and checks them all from it, so one bad value is reported together with every
+other one, before anything is fetched or written; `.env.example` and the README's table are written
+from it (`make env-example`, covid_pipeline_tests/support/settings_docs.py), and a test fails when
+they disagree. Every entry point (the Dagster definitions, the Lambda handler, the query command)
+calls `load_settings`, so a variable means the same thing everywhere. AWS credentials, region and
+endpoint are not settings: boto3 reads them itself.
 """
 
 import ipaddress
 import os
 import re
-import sys
-import textwrap
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-from covid_pipeline.core.countries import Countries
+from covid_pipeline.core.catalog.refresh import CatalogTarget
+from covid_pipeline.core.engine.run import RangeOptions
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.lake.layout import DAY_FOLDERS, s3_uri
+from covid_pipeline.core.lake.stores import LocalStore, S3Store, Store
+from covid_pipeline.core.source.api import CovidApiClient, api_url_problems
+from covid_pipeline.core.source.countries import Countries
+from covid_pipeline.core.source.retry import RetryPolicy
 
 _BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 _PREFIX_SEGMENT = re.compile(r"^[A-Za-z0-9_=.-]+$")
@@ -29,10 +32,6 @@ _CRAWLER_NAME = re.compile(r"^[A-Za-z0-9_. -]{1,255}$")
 
 CATALOG_MODES = ("local", "glue_partitions", "glue_projection", "glue_crawler")
 EXECUTION_MODES = ("local", "lambda")
-
-
-class ConfigError(ValueError):
-    """One or more settings are invalid; the message lists every problem."""
 
 
 # A variable's check: its value as given (stripped, not empty) -> (value to use, problems).
@@ -293,33 +292,36 @@ class Settings:
     environment to its variable: Dagster resources take those through `dg.EnvVar`.
     """
 
-    api_url: str = "https://covid-api.com/api"
-    iso_code: str = "USA"
+    # Every value comes from VARIABLES (load_settings parses each default there): no default is
+    # written twice. The fields below with a default are those a variable may leave unset:
+    # None, or "" for what is derived from the others in __post_init__.
+    api_url: str
+    iso_code: str
+    warehouse_dir: str
+    fetch_concurrency: int
+    write_concurrency: int
+    http_connect_timeout_s: float
+    http_read_timeout_s: float
+    http_max_retries: int
+    http_backoff_s: float
+    glue_database: str
+    crawler_poll_interval_s: float
+    crawler_timeout_s: float
+    athena_workgroup: str
+    lake_sensor_interval_s: int
+    max_days_per_invocation: int
+    execution_mode: str
+    lambda_chunk_days: int
+    lambda_parallelism: int
     bucket_name: str | None = None
     prefix: str = ""
-    warehouse_dir: str = "warehouse"
-    fetch_concurrency: int = 8
-    write_concurrency: int = 8
-    cpu_workers: int | None = None  # processes that decode days; None: automatic (core.workers)
-    http_connect_timeout_s: float = 5.0
-    http_read_timeout_s: float = 30.0
-    http_max_retries: int = 5
-    http_backoff_s: float = 0.5
+    cpu_workers: int | None = None  # decoding processes; None: automatic (core.engine.workers)
     catalog_mode: str = ""
     catalog_path: str = ""
-    glue_database: str = "covid"
     glue_table: str = ""
     glue_crawler_name: str | None = None
-    crawler_poll_interval_s: float = 15.0
-    crawler_timeout_s: float = 1800.0
-    athena_workgroup: str = "primary"
     athena_output_location: str | None = None
-    lake_sensor_interval_s: int = 60
-    max_days_per_invocation: int = 1143
-    execution_mode: str = "local"
     lambda_function_name: str | None = None
-    lambda_chunk_days: int = 31
-    lambda_parallelism: int = 4
     from_environment: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -350,7 +352,7 @@ class Settings:
     def storage_root(self) -> str:
         """Where the files go, for people: s3://bucket/prefix or a local directory."""
         if self.bucket_name:
-            return f"s3://{self.bucket_name}/{self.prefix}"
+            return s3_uri(self.bucket_name, self.prefix)
         return os.path.join(self.warehouse_dir, self.prefix)
 
 
@@ -373,14 +375,15 @@ def load_settings(
     values: dict[str, Any] = {}
     verbatim: dict[str, str] = {}
     for variable in VARIABLES:
-        text = env.get(variable.name, "").strip()
+        given = env.get(variable.name, "").strip()
+        text = given or variable.default  # the table's default, parsed as a given value is
         if variable.attribute is None or not text:
             continue
         value, found = _parse(variable, text)
         problems += found
         if not found and value is not None:
             values[variable.attribute] = value
-            if process_environment and str(value) == text:
+            if process_environment and given and str(value) == given:
                 verbatim[variable.attribute] = variable.name
     problems += _combination_problems(values)
     if problems:
@@ -411,7 +414,7 @@ def _parse(variable: Variable, text: str) -> tuple[Any, list[str]]:
             return None, [f"{name} {text!r} must be {what}{' or auto' if variable.auto else ''}"]
         assert variable.low is not None and variable.high is not None
         if not variable.low <= number <= variable.high:
-            low, high = _number(variable.low), _number(variable.high)
+            low, high = number_text(variable.low), number_text(variable.high)
             return None, [f"{name} {text} must be between {low} and {high}"]
         return number, []
     if variable.check is not None:
@@ -419,7 +422,8 @@ def _parse(variable: Variable, text: str) -> tuple[Any, list[str]]:
     return text, []
 
 
-def _number(bound: float) -> str:
+def number_text(bound: float) -> str:
+    """A bound as the docs and messages show it: 8, 0.5, 86400."""
     return f"{bound:g}"
 
 
@@ -447,18 +451,6 @@ def _combination_problems(values: Mapping[str, Any]) -> list[str]:
         ),
     ]
     return [message for broken, message in rules if broken]
-
-
-def api_url_problems(url: str) -> list[str]:
-    """Why `url` cannot be the API's base URL: only http(s) with a host, nothing to hide."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        return [f"API_URL {url!r} must be an http:// or https:// URL"]
-    if parts.username or parts.password:
-        return ["API_URL must not carry a user or password (it would show in logs and the UI)"]
-    if parts.query or parts.fragment:
-        return [f"API_URL {url!r} must be a base URL, without ?query or #fragment"]
-    return []
 
 
 def storage_problems(bucket_name: str | None, prefix: str) -> list[str]:
@@ -492,7 +484,7 @@ def normalise_prefix(prefix: str) -> tuple[str, str | None]:
         return stripped, (
             f"PREFIX {prefix!r} may only use letters, digits and _ = . - between slashes"
         )
-    if any(segment.startswith("date=") for segment in segments):
+    if any(segment.startswith(DAY_FOLDERS) for segment in segments):
         return stripped, f"PREFIX {prefix!r} must not contain a date= folder: the pipeline adds it"
     return stripped, None
 
@@ -512,54 +504,66 @@ def _bucket_name_problems(name: str) -> list[str]:
     return [f"BUCKET_NAME {name!r} must not look like an IP address"]
 
 
-def env_example() -> str:
-    """`.env.example`, written from VARIABLES."""
-    lines = [
-        "# Written from covid_pipeline/core/config.py (`make env-example`); do not edit by hand.",
-        "# Copy to .env (git ignores it): `dg dev` and `dg launch` (and the dagster CLI) read it",
-        "# from the working directory. Every variable is optional: the defaults fetch the real",
-        "# API into ./warehouse.",
-    ]
-    group = None
+def settings_with(values: Mapping[str, Any]) -> Settings:
+    """The table's settings with `values` (by attribute) in place, checked as load_settings checks.
+
+    For values set outside the environment, such as a Dagster resource's fields after run
+    config: they go through the same table, so a value means the same thing there.
+
+    Raises:
+        ConfigError: listing every invalid value.
+    """
+    env = {}
     for variable in VARIABLES:
-        if variable.group != group:
-            group = variable.group
-            lines += ["", f"# --- {group} " + "-" * (93 - len(group))]
-        lines += textwrap.wrap(_help(variable), 98, initial_indent="# ", subsequent_indent="# ")
-        value = variable.default or ("" if not variable.commented else variable.example)
-        lines.append(f"{'# ' if variable.commented else ''}{variable.name}={value}")
-    return "\n".join(lines) + "\n"
+        if variable.attribute is not None and variable.attribute in values:
+            value = values[variable.attribute]
+            env[variable.name] = "auto" if value is None and variable.auto else _text(value)
+    return load_settings(env)
 
 
-def readme_table() -> str:
-    """The README's table of variables, written from VARIABLES."""
-    rows = ["| variable | meaning | default | example |", "| --- | --- | --- | --- |"]
-    for variable in VARIABLES:
-        default = f"`{variable.default}`" if variable.default else "(unset)"
-        example = f"`{variable.example}`" if variable.example else ""
-        rows.append(f"| `{variable.name}` | {_help(variable)} | {default} | {example} |")
-    return "\n".join(rows) + "\n"
+def _text(value: Any) -> str:
+    return "" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _help(variable: Variable) -> str:
-    bounds = ""
-    if variable.kind in (int, float) and variable.low is not None and variable.high is not None:
-        bounds = f" ({_number(variable.low)}-{_number(variable.high)})"
-    return variable.help.rstrip(".") + bounds + "."
+# From settings to the things they configure: the one way, for Dagster and the Lambda alike.
 
 
-README_TABLE_START, README_TABLE_END = "<!-- settings:start -->\n", "<!-- settings:end -->"
+def api_client(settings: Settings) -> CovidApiClient:
+    """The API client: one pooled session, sized for FETCH_CONCURRENCY threads."""
+    return CovidApiClient(
+        settings.api_url,
+        settings.iso_code,
+        connect_timeout_s=settings.http_connect_timeout_s,
+        read_timeout_s=settings.http_read_timeout_s,
+        retry=RetryPolicy(max_retries=settings.http_max_retries, backoff_s=settings.http_backoff_s),
+        pool_size=settings.fetch_concurrency,
+    )
 
 
-def write_docs(root: Path) -> None:
-    """Rewrite `.env.example`, and the README's table between its markers, from VARIABLES."""
-    (root / ".env.example").write_text(env_example())
-    readme = root / "README.md"
-    text = readme.read_text()
-    start = text.index(README_TABLE_START) + len(README_TABLE_START)
-    readme.write_text(text[:start] + readme_table() + text[text.index(README_TABLE_END) :])
+def store(settings: Settings, s3_client: Callable[[], Any]) -> Store:
+    """Where the files go: the bucket (`s3_client` makes its client) or the local warehouse."""
+    if settings.bucket_name:
+        return S3Store(settings.bucket_name, s3_client(), settings.prefix)
+    return LocalStore(settings.warehouse_dir)
 
 
-if __name__ == "__main__":
-    # `python -m covid_pipeline.core.config [DIR]` (`make env-example`): the docs, from the table.
-    write_docs(Path(sys.argv[1] if len(sys.argv) > 1 else "."))
+def range_options(settings: Settings) -> RangeOptions:
+    """How hard a range pushes: requests in flight, days written at once, decoding processes."""
+    return RangeOptions(
+        fetch_concurrency=settings.fetch_concurrency,
+        write_concurrency=settings.write_concurrency,
+        cpu_workers=settings.cpu_workers,
+    )
+
+
+def catalog_target(settings: Settings) -> CatalogTarget:
+    """Which catalog CATALOG_MODE names, with the names it needs."""
+    return CatalogTarget(
+        mode=settings.catalog_mode,
+        database=settings.glue_database,
+        table=settings.glue_table,
+        catalog_path=settings.catalog_path,
+        crawler_name=settings.glue_crawler_name,
+        crawler_poll_interval_s=settings.crawler_poll_interval_s,
+        crawler_timeout_s=settings.crawler_timeout_s,
+    )

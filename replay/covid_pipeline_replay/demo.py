@@ -14,9 +14,10 @@ from pathlib import Path
 
 import covid_pipeline
 from covid_pipeline.cli import format_table
-from covid_pipeline.core import layout, local_catalog, storage, stores
+from covid_pipeline.core.catalog import duckdb_catalog
 from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range, parse_day
+from covid_pipeline.core.lake import day_files, layout, stores
 from covid_pipeline_replay.server import ReplayServer
 
 
@@ -65,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     _say(f"\n{'day':<12}{'rows':>6}{'bytes':>10}  file")
     written = 0
     for day in days:
-        table = storage.read_day(store, settings.prefix, day.isoformat())
+        table = day_files.read_day(store, settings.prefix, day.isoformat())
         key = layout.partition_key(settings.prefix, day.isoformat())
         if table is None:
             _say(f"{day!s:<12}{'-':>6}{'-':>10}  (no data that day: skipped)")
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         f"from {settings.glue_table} group by date order by date desc limit 7"
     )
     _say(f'\n$ covid-pipeline query "{sql}"')
-    columns, rows = local_catalog.query(settings.catalog_path, sql)
+    columns, rows = duckdb_catalog.query(settings.catalog_path, sql)
     _say(format_table(columns, rows, max_rows=7))
     _say("More examples in the README. See the runs in the UI: make dev")
     return 0

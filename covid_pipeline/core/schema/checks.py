@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from covid_pipeline.core.countries import Countries
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.schema.transform import SCHEMA
+from covid_pipeline.core.source.countries import Countries
 
 Tables = Mapping[str, pa.Table]
 _CUMULATIVE = ("confirmed", "deaths", "recovered")
@@ -20,7 +20,7 @@ MIN_ROW_CHANGE = 10  # rows a day may gain or lose before row_count_steady notic
 # What each check is for, as the UI shows it on the check's definition.
 ABOUT = {
     "schema_as_documented": "Every day's file has exactly the documented columns and types "
-    "(covid_pipeline/core/transform.py). Glue and Athena reject a table whose partitions "
+    "(covid_pipeline/core/schema/transform.py). Glue and Athena reject a table whose partitions "
     "disagree, so this holds the lake together.",
     "cumulative_counts_non_negative": "confirmed, deaths and recovered are running totals, so "
     "never below zero (active can be: JHU's 'Recovered' rows carry negative active counts).",

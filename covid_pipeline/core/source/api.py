@@ -4,14 +4,14 @@ One `requests.Session` per client (connections are reused across days and thread
 explicit (connect, read) timeout on every request, pagination that never leaves the API's
 origin, and one retry loop for everything that can pass: connection errors, timeouts, 429 and
 5xx (honouring Retry-After), and bodies cut short in transit (delays and the circuit breaker:
-core.retry). Anything else fails the day at once with a message that says what came back.
+core.source.retry). Anything else fails the day at once with a message that says what came back.
 
 This is the only retry budget of a run: the Dagster asset has no step retry policy on top, so
 the two never multiply. An API that refuses every connection from the start is reported within
 seconds, and a run that is told to stop makes no further request.
 
 A day comes back as raw JSON (`DayPayload`): checking the envelope costs a fraction of parsing
-the records, which `core.decode` does where the CPU is (see core.pipeline).
+the records, which `core.schema.decode` does where the CPU is (see core.engine.workers).
 """
 
 import datetime as dt
@@ -27,9 +27,9 @@ import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from covid_pipeline.core.config import ConfigError, api_url_problems
-from covid_pipeline.core.countries import Countries, is_region_code
-from covid_pipeline.core.retry import CircuitBreaker, RetryPolicy, retry_after_seconds
+from covid_pipeline.core.errors import ConfigError
+from covid_pipeline.core.source.countries import Countries, is_region_code
+from covid_pipeline.core.source.retry import CircuitBreaker, RetryPolicy, retry_after_seconds
 
 log = logging.getLogger(__name__)
 
@@ -91,15 +91,16 @@ class CovidApiClient:
         base_url: str,
         iso_code: str,
         *,
-        connect_timeout_s: float = 5.0,
-        read_timeout_s: float = 30.0,
-        retry: RetryPolicy = RetryPolicy(),
-        pool_size: int = 8,
+        connect_timeout_s: float,
+        read_timeout_s: float,
+        retry: RetryPolicy,
+        pool_size: int,
         sleep: Callable[[float], None] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`iso_code` is ISO_CODE's value (one code, a list, or ALL).
 
+        core.config.api_client builds one from the settings, whose table holds every default.
         Raises ConfigError for a base URL or country set that is not safe to use.
         """
         self.base_url = base_url.rstrip("/")
@@ -262,6 +263,18 @@ class CovidApiClient:
             return _Transient(f"connection failed ({type(error).__name__})")
         self.circuit.refused()
         return _Transient(f"{cause} ({urlsplit(self.base_url).netloc})")
+
+
+def api_url_problems(url: str) -> list[str]:
+    """Why `url` cannot be the API's base URL: only http(s) with a host, nothing to hide."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return [f"API_URL {url!r} must be an http:// or https:// URL"]
+    if parts.username or parts.password:
+        return ["API_URL must not carry a user or password (it would show in logs and the UI)"]
+    if parts.query or parts.fragment:
+        return [f"API_URL {url!r} must be a base URL, without ?query or #fragment"]
+    return []
 
 
 def _tls_reason(error: Exception) -> str:

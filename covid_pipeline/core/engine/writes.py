@@ -8,10 +8,10 @@ the writes in flight finish whole, and the error says which days were written be
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from covid_pipeline.core.report import short_list
-from covid_pipeline.core.storage import WrittenFile
-from covid_pipeline.core.stores import StorageAccessError
-from covid_pipeline.core.stream import FetchedDay
+from covid_pipeline.core.engine.report import short_list
+from covid_pipeline.core.engine.stream import FetchedDay
+from covid_pipeline.core.lake.day_files import WrittenFile
+from covid_pipeline.core.lake.stores import StorageAccessError
 
 WriteDay = Callable[[FetchedDay], WrittenFile]
 OnWritten = Callable[[FetchedDay, WrittenFile | None], None]

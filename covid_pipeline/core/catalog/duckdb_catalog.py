@@ -5,7 +5,7 @@ on it prunes folders, so only the days asked for are read) and a `<table>_partit
 listing each day with its row count and file. Re-registering replaces both, so it is
 idempotent and picks up new days. Queries open the database read-only.
 
-A file at a day's key that is not a day of ours (core.parquet.day_footer) is left out of the
+A file at a day's key that is not a day of ours (core.lake.parquet.day_footer) is left out of the
 view and named, with what to do, rather than failing every query on it (or, for a Parquet
 file of another schema, being silently counted in). A query that meets one that arrived after
 registering names it the same way, not in DuckDB's words.
@@ -19,13 +19,13 @@ from typing import Any
 
 import duckdb
 
-from covid_pipeline.core.lake_scan import stray_message
-from covid_pipeline.core.layout import FILE_NAME
-from covid_pipeline.core.parquet import NotADayFile, day_footer
+from covid_pipeline.core.lake.layout import DAY_FILES, DAY_FOLDERS, FILE_NAME
+from covid_pipeline.core.lake.parquet import NotADayFile, day_footer
+from covid_pipeline.core.lake.scan import stray_message
 
 # How DuckDB names the file it failed on: 'No magic bytes found at end of file '<path>'', ...
 _FILE_IN_ERROR = re.compile(
-    r"""['"]([^'"]*date=\d{4}-\d{2}-\d{2}/""" + re.escape(FILE_NAME) + ")['\"]"
+    r"""['"]([^'"]*""" + DAY_FOLDERS + r"\d{4}-\d{2}-\d{2}/" + re.escape(FILE_NAME) + ")['\"]"
 )
 
 
@@ -52,7 +52,7 @@ def register(database: str | Path, data_root: str | Path, table: str) -> LocalRe
         LocalCatalogError: when `data_root` holds no day yet.
     """
     root = Path(data_root).absolute()
-    paths = sorted(root.glob(f"date=*/{FILE_NAME}"))
+    paths = sorted(root.glob(DAY_FILES))
     strays = {path: message for path in paths if (message := _stray(path)) is not None}
     if len(strays) == len(paths):
         raise LocalCatalogError(
@@ -63,7 +63,7 @@ def register(database: str | Path, data_root: str | Path, table: str) -> LocalRe
         ours = [_sql_string(str(path)) for path in paths if path not in strays]
         files = "[" + ", ".join(ours) + "]"
     else:
-        files = _sql_string(f"{root}/date=*/{FILE_NAME}")
+        files = _sql_string(f"{root}/{DAY_FILES}")
     Path(database).parent.mkdir(parents=True, exist_ok=True)
     with duckdb.connect(str(database)) as connection:
         connection.execute(

@@ -1,7 +1,8 @@
 """Declare the data lake in the Glue Data Catalog directly: the table, then its partitions.
 
-The design's way is the Glue crawler (`core.crawler`). These are the fast ways: the schema is
-already known (`core.transform.SCHEMA`), so the table can be declared exactly, and then either
+The design's way is the Glue crawler (`core.catalog.crawler`). These are the fast ways: the
+schema is already known (`core.schema.transform.SCHEMA`), so the table can be declared exactly,
+and then either
 
 - each new `date=` folder is registered with `batch_create_partition` (`register_partitions`:
   seconds, no crawler cost, one call per 100 new days), or
@@ -20,11 +21,12 @@ from typing import Any
 
 import pyarrow as pa
 
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.lake.layout import PARTITION_COLUMN, day_folder
+from covid_pipeline.core.schema.transform import SCHEMA
 
 log = logging.getLogger(__name__)
 
-PARTITION_KEY = "date"
+PARTITION_KEY = PARTITION_COLUMN
 _TABLE_PARAMETERS = {"classification": "parquet", "EXTERNAL": "TRUE"}
 _BATCH = 100  # batch_create_partition takes at most 100 partitions per call
 _PARQUET_FORMAT = {
@@ -254,7 +256,7 @@ def _partition_input(location: str, day: str) -> dict[str, Any]:
         "Values": [day],
         "StorageDescriptor": {
             "Columns": glue_columns(),
-            "Location": f"{location}{PARTITION_KEY}={day}/",
+            "Location": f"{location}{day_folder(day)}",
             **_PARQUET_FORMAT,
         },
     }

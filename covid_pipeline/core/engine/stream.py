@@ -1,8 +1,8 @@
 """A range's days fetched and decoded concurrently, handed out as they arrive: the scheduler.
 
 `DayStream` fetches days over one HTTP session (a bounded pool, polite to a public API),
-decodes each (core.workers: in worker processes when that pays) and hands it out as soon as it
-arrives. Nothing accumulates: only the days in flight exist in memory, however long the range.
+decodes each (core.engine.workers: in worker processes when that pays) and hands it out as soon
+as it arrives. Nothing accumulates: only the days in flight exist in memory, however long the range.
 A day that fails is not handed out; the stream keeps its cause. A stop (or leaving the
 iteration early) makes no new request: queued days are dropped, days in flight abandoned.
 """
@@ -19,9 +19,10 @@ from typing import Any
 
 import pyarrow as pa
 
-from covid_pipeline.core import transform, workers
-from covid_pipeline.core.api import ApiError, CovidApiClient, DayPayload, FetchStopped
-from covid_pipeline.core.report import Progress, ProgressCallback
+from covid_pipeline.core.engine import workers
+from covid_pipeline.core.engine.report import Progress, ProgressCallback
+from covid_pipeline.core.schema import transform
+from covid_pipeline.core.source.api import ApiError, CovidApiClient, DayPayload, FetchStopped
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,7 @@ class DayStream:
         days: the days to fetch.
         concurrency: days fetched at once.
         cpu_workers: processes that decode (0: one thread beside the fetches; None: automatic, see
-            core.workers).
+            core.engine.workers).
         may_start: asked before each new request; False leaves the rest in `unfinished` (the
             Lambda's deadline).
         on_progress: receives a progress line every few seconds.
@@ -75,7 +76,6 @@ class DayStream:
         self.may_start = may_start or (lambda: True)
         self.on_progress = on_progress
         self.failures: dict[str, str] = {}  # day -> cause
-        self.transient = True  # every failure may pass on a later try
         self.unfinished: list[str] = []  # not started (deadline) or abandoned (stop)
         self._stop = threading.Event()
 
@@ -167,7 +167,6 @@ class DayStream:
                 cause = str(error).removeprefix(f"{day}: ")
                 many = len(self.client.countries.queries) > 1
                 self.failures[day] = f"{iso}: {cause}" if many and iso else cause
-                self.transient &= isinstance(error, ApiError) and error.transient
                 progress.tick(failed=True)
         return None
 

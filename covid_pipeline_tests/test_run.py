@@ -1,4 +1,4 @@
-"""A range as a stream: concurrency, per-day failures, skipped days, stopping, progress."""
+"""core.engine.run: a range as a stream: concurrency, failed days, skipped days, stops, progress."""
 
 import datetime as dt
 import threading
@@ -9,19 +9,21 @@ import pytest
 from covid_pipeline_replay import jhu
 from covid_pipeline_replay.server import Fault, ReplayServer
 
-from covid_pipeline.core import report, storage, stores, workers, writes
-from covid_pipeline.core.api import CovidApiClient
 from covid_pipeline.core.dates import day_range
-from covid_pipeline.core.retry import RetryPolicy
-from covid_pipeline.core.run import RangeOptions, run_range
-from covid_pipeline.core.stream import DayStream, FetchedDay
-from covid_pipeline_tests.conftest import replay_table
+from covid_pipeline.core.engine import report, workers, writes
+from covid_pipeline.core.engine.run import RangeOptions, run_range
+from covid_pipeline.core.engine.stream import DayStream, FetchedDay
+from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.source.api import CovidApiClient
+from covid_pipeline.core.source.retry import RetryPolicy
+from covid_pipeline_tests.support.api import api_client
+from covid_pipeline_tests.support.lake import replay_table
 
 DAYS = day_range(dt.date(2021, 1, 10), dt.date(2021, 1, 19))
 
 
 def client(replay: ReplayServer) -> CovidApiClient:
-    return CovidApiClient(
+    return api_client(
         replay.url, "USA", read_timeout_s=2, retry=RetryPolicy(max_retries=1, backoff_s=0.01)
     )
 
@@ -31,9 +33,7 @@ def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> DaySt
 
 
 @pytest.mark.parametrize("cpu_workers", [0, 2], ids=["decoded in threads", "in processes"])
-def test_pipeline_streams_each_day_once_concurrently(
-    replay: ReplayServer, cpu_workers: int
-) -> None:
+def test_run_streams_each_day_once_concurrently(replay: ReplayServer, cpu_workers: int) -> None:
     days = stream(replay, cpu_workers=cpu_workers)
     arrived = {fetched.day: fetched.table for fetched in days}
     assert days.failures == {} and days.unfinished == []
@@ -50,7 +50,7 @@ def test_pipeline_streams_each_day_once_concurrently(
     }
 
 
-def test_pipeline_keeps_at_most_its_concurrency_in_flight(replay: ReplayServer) -> None:
+def test_run_keeps_at_most_its_concurrency_in_flight(replay: ReplayServer) -> None:
     days = iter(stream(replay))
     next(days)  # the consumer holds one day and takes no more
     threading.Event().wait(0.3)
@@ -60,7 +60,7 @@ def test_pipeline_keeps_at_most_its_concurrency_in_flight(replay: ReplayServer) 
     days.close()
 
 
-def test_pipeline_reports_every_failed_day_and_keeps_the_others(
+def test_run_reports_every_failed_day_and_keeps_the_others(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     replay.set_faults(
@@ -72,7 +72,6 @@ def test_pipeline_reports_every_failed_day_and_keeps_the_others(
     days = stream(replay)
     assert len(list(days)) == 7
     assert sorted(days.failures) == ["2021-01-12", "2021-01-17", "2021-01-18"]
-    assert not days.transient  # a missing field will not pass on a retry
     outcome = run_range(client(replay), stores.LocalStore(tmp_path), "p", DAYS, RangeOptions(4, 4))
     assert sorted(outcome.failed) == ["2021-01-12", "2021-01-17", "2021-01-18"]
     assert len(outcome.written) == 7
@@ -87,7 +86,7 @@ def test_pipeline_reports_every_failed_day_and_keeps_the_others(
     assert "Re-run the same range" in message
 
 
-def test_pipeline_stop_makes_no_new_request(replay: ReplayServer) -> None:
+def test_run_stop_makes_no_new_request(replay: ReplayServer) -> None:
     replay.latency_s = 0.05
     days = stream(replay, day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 31)))
     taken = []
@@ -101,15 +100,15 @@ def test_pipeline_stop_makes_no_new_request(replay: ReplayServer) -> None:
     assert len(taken) + len(days.unfinished) == 31 and not days.failures
 
 
-def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
+def test_run_writes_days_with_rows_and_skips_empty_ones(
     replay: ReplayServer, tmp_path: Path
 ) -> None:
     replay.set_faults([Fault(kind="empty", dates=["2021-01-11", "2021-01-13"])])
     store = stores.LocalStore(tmp_path)
-    landed: dict[str, storage.WrittenFile | None] = {}
+    landed: dict[str, day_files.WrittenFile | None] = {}
     failures = writes.write_stream(
         stream(replay),
-        lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
+        lambda day: day_files.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=3,
         total=len(DAYS),
         on_written=lambda day, file: landed.__setitem__(day.day, file),
@@ -122,7 +121,7 @@ def test_pipeline_writes_days_with_rows_and_skips_empty_ones(
     assert len(list(store.days("p"))) == 8 and len(landed) == 10
 
 
-def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) -> None:
+def test_run_write_failures_name_each_day_after_trying_all(tmp_path: Path) -> None:
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "date=2021-01-11").write_text("a file where a folder belongs")
     store = stores.LocalStore(tmp_path)
@@ -131,7 +130,7 @@ def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) 
     landed: list[str] = []
     failures = writes.write_stream(
         days,
-        lambda day: storage.write_day(store, "p", day.day, day.table, "USA"),
+        lambda day: day_files.write_day(store, "p", day.day, day.table, "USA"),
         concurrency=2,
         total=3,
         on_written=lambda day, file: landed.append(day.day),
@@ -140,7 +139,7 @@ def test_pipeline_write_failures_name_each_day_after_trying_all(tmp_path: Path) 
     assert sorted(landed) == ["2021-01-10", "2021-01-12"]
 
 
-def test_pipeline_progress_counts_failed_days_apart() -> None:
+def test_run_progress_counts_failed_days_apart() -> None:
     messages: list[str] = []
     progress = report.Progress("fetched", 4, messages.append, every_s=0)
     for failed in (False, True, False, False):
@@ -151,7 +150,7 @@ def test_pipeline_progress_counts_failed_days_apart() -> None:
     assert messages[-1].endswith("done")
 
 
-def test_pipeline_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
     assert workers.workers_for(None, 1143) == workers.MAX_AUTO_WORKERS
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
@@ -165,10 +164,10 @@ def test_pipeline_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.M
     assert workers.workers_for(None, 1143) == 0
 
 
-def test_pipeline_fetches_each_country_of_a_list_once_a_day_into_one_table(
+def test_run_fetches_each_country_of_a_list_once_a_day_into_one_table(
     replay: ReplayServer,
 ) -> None:
-    client = CovidApiClient(replay.url, "USA,CAN", retry=RetryPolicy(max_retries=0))
+    client = api_client(replay.url, "USA,CAN", retry=RetryPolicy(max_retries=0, backoff_s=0))
     days = DayStream(client, DAYS[:3], concurrency=4)
     arrived = {fetched.day: fetched.table for fetched in days}
     assert sorted(arrived) == [d.isoformat() for d in DAYS[:3]]
@@ -181,9 +180,9 @@ def test_pipeline_fetches_each_country_of_a_list_once_a_day_into_one_table(
     assert days.countries == "CAN,USA"
 
 
-def test_pipeline_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayServer) -> None:
+def test_run_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayServer) -> None:
     replay.set_faults([Fault(kind="status", status=404, dates=["2021-01-11"])])
-    client = CovidApiClient(replay.url, "CAN,USA", retry=RetryPolicy(max_retries=0))
+    client = api_client(replay.url, "CAN,USA", retry=RetryPolicy(max_retries=0, backoff_s=0))
     days = DayStream(client, DAYS[:3], concurrency=4)
     arrived = [fetched.day for fetched in days]
     assert sorted(arrived) == ["2021-01-10", "2021-01-12"]  # all or nothing: no half day
@@ -191,8 +190,8 @@ def test_pipeline_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayS
     assert days.failures["2021-01-11"].startswith(("CAN: HTTP 404", "USA: HTTP 404"))
 
 
-def test_pipeline_fetches_the_whole_world_with_one_request_a_day(replay: ReplayServer) -> None:
-    client = CovidApiClient(replay.url, "ALL", retry=RetryPolicy(max_retries=0))
+def test_run_fetches_the_whole_world_with_one_request_a_day(replay: ReplayServer) -> None:
+    client = api_client(replay.url, "ALL", retry=RetryPolicy(max_retries=0, backoff_s=0))
     [fetched] = list(DayStream(client, [dt.date(2021, 1, 15)], concurrency=2))
     countries = set(fetched.table["iso"].to_pylist())
     assert {"USA", "CAN", "DEU", "IND", "BRA"} <= countries and len(countries) > 150

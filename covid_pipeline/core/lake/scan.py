@@ -1,12 +1,12 @@
 """What the lake holds, page by page, for whoever keeps a record of it (the lake sensor).
 
 Any surface may write a day (a Dagster run, a direct Lambda invocation, a run killed before it
-recorded anything). The files themselves say what they hold and who wrote them (core.parquet's
+recorded anything). The files themselves say what they hold and who wrote them (core.lake.parquet's
 stamps), so a record can be brought up to date from the lake alone, without the API.
 
 A shared lake also holds files that are not days of ours under a day's key: another tool's
 upload, a truncated copy, an HTML error page saved as the file. The file's footer tells
-(core.parquet's `day_footer`); a reader then names the file and what to do (`StrayFile`), and
+(core.lake.parquet's `day_footer`); a reader then names the file and what to do (`StrayFile`), and
 no such file stops it from going on to the others.
 """
 
@@ -14,8 +14,13 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from covid_pipeline.core.parquet import COUNTRIES_KEY, WRITER_KEY, NotADayFile, day_footer, stamp_of
-from covid_pipeline.core.stores import StorageAccessError, Store, StoredFile
+from covid_pipeline.core.lake.parquet import (
+    WRITER_KEY,
+    NotADayFile,
+    day_footer,
+    stamp_of,
+)
+from covid_pipeline.core.lake.stores import StorageAccessError, Store, StoredFile
 
 REMEDY = (
     "re-run that day (the run overwrites the file), or move the file out of the lake if "
@@ -29,7 +34,6 @@ class DayFile:
 
     file: StoredFile
     rows: int
-    countries: str | None
     writer: str | None  # None: written before writers were stamped
 
 
@@ -46,7 +50,7 @@ def changed_since_recorded(
 
 @dataclass(frozen=True)
 class StrayFile:
-    """A file at a day's key that is not a day of ours, and why (core.parquet.day_footer)."""
+    """A file at a day's key that is not a day of ours, and why (core.lake.parquet.day_footer)."""
 
     file: StoredFile
     reason: str
@@ -76,7 +80,6 @@ def read_day_file(store: Store, file: StoredFile) -> DayFile | StrayFile | None:
     return DayFile(
         file=file,
         rows=footer.num_rows,
-        countries=stamp_of(footer.metadata, COUNTRIES_KEY),
         writer=stamp_of(footer.metadata, WRITER_KEY),
     )
 

@@ -3,8 +3,9 @@
 The one assembly every entry point shares. The Dagster IO manager and the Lambda handler both
 call `run_range`, with the same knobs (`RangeOptions`), and read the same immutable answer
 (`RangeOutcome`): what was written, skipped, failed and left unfinished, and which checks each
-day failed. Data flows one way: the stream hands out days (core.stream), the writer lands them
-(core.writes), `on_landed` hears of each as it lands, and the outcome comes back at the end.
+day failed. Data flows one way: the stream hands out days (core.engine.stream), the writer lands
+them (core.engine.writes), `on_landed` hears of each as it lands, and the outcome comes back at
+the end.
 
 A day that fails does not stop the others; the outcome names each with its cause, and the
 caller decides what a failure means for its run. Two things stop a range at once and raise:
@@ -23,14 +24,14 @@ from typing import Any
 
 import pyarrow as pa
 
-from covid_pipeline.core import checks
-from covid_pipeline.core.api import CovidApiClient
-from covid_pipeline.core.parquet import DIRECT_WRITER
-from covid_pipeline.core.report import ProgressCallback, run_failure_message
-from covid_pipeline.core.storage import WrittenFile, write_day, write_day_via_file
-from covid_pipeline.core.stores import Store
-from covid_pipeline.core.stream import DayStream, FetchedDay
-from covid_pipeline.core.writes import write_stream
+from covid_pipeline.core.engine.report import ProgressCallback, run_failure_message
+from covid_pipeline.core.engine.stream import DayStream, FetchedDay
+from covid_pipeline.core.engine.writes import write_stream
+from covid_pipeline.core.lake.day_files import WrittenFile, write_day, write_day_via_file
+from covid_pipeline.core.lake.parquet import DIRECT_WRITER
+from covid_pipeline.core.lake.stores import Store
+from covid_pipeline.core.schema import checks
+from covid_pipeline.core.source.api import CovidApiClient
 
 log = logging.getLogger(__name__)
 
@@ -42,11 +43,14 @@ _FIRST_DAY_ESTIMATE_S = 10.0  # until a day has been timed
 
 @dataclass(frozen=True)
 class RangeOptions:
-    """How hard a range pushes: the same three knobs for every entry point."""
+    """How hard a range pushes: the same three knobs for every entry point.
 
-    fetch_concurrency: int = 8  # requests in flight: the API's budget
-    write_concurrency: int = 8  # days being encoded and written at once
-    cpu_workers: int | None = None  # processes that decode; None: automatic (core.workers)
+    Their defaults are the settings' (FETCH_CONCURRENCY, ...): core.config.range_options.
+    """
+
+    fetch_concurrency: int  # requests in flight: the API's budget
+    write_concurrency: int  # days being encoded and written at once
+    cpu_workers: int | None = None  # processes that decode; None: automatic (core.engine.workers)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ class RangeOutcome:
         failed: days that could not be fetched, decoded or written, with their cause.
         unfinished: days not started (the Lambda's deadline).
         rows: the rows of every day that arrived, written or not.
-        check_failures: day -> check -> why, for the days that fail a check (core.checks).
+        check_failures: day -> check -> why, for the days that fail a check (core.schema.checks).
         duration_s: how long the range took.
     """
 
@@ -116,7 +120,7 @@ def run_range(
     store: Store,
     prefix: str,
     days: Iterable[dt.date],
-    options: RangeOptions = RangeOptions(),
+    options: RangeOptions,
     *,
     writer: str = DIRECT_WRITER,
     staging_dir: Path | None = None,
@@ -132,7 +136,7 @@ def run_range(
         prefix: the folder of this country set in `store`.
         days: the range.
         options: the concurrency knobs.
-        writer: who is writing, stamped in each file (core.parquet: a Dagster run, a Lambda).
+        writer: who is writing, stamped in each file (core.lake.parquet: a Dagster run, a Lambda).
         staging_dir: write each day to a file here first, upload it and delete it (the
             Lambda's /tmp: neither memory nor the directory grows with the range); None
             encodes each day in memory.
@@ -207,7 +211,7 @@ def write_tables(
     countries: str,
     *,
     writer: str = DIRECT_WRITER,
-    write_concurrency: int = 8,
+    write_concurrency: int,
     on_landed: OnLanded | None = None,
 ) -> RangeOutcome:
     """Write tables already at hand (day -> table; no rows: skipped) as `run_range` writes days.

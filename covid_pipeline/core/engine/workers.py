@@ -17,7 +17,7 @@ from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPool
 
 import pyarrow as pa
 
-from covid_pipeline.core import decode
+from covid_pipeline.core.schema import decode
 
 # Days a range needs before worker processes pay for their start (~0.4 s of CPU each, to
 # import pyarrow): decoding in threads costs ~2.5 ms of contended CPU per heavy day.
@@ -71,7 +71,7 @@ class DecodePool:
     def submit(
         self, day: dt.date, answers: Sequence[decode.Answer], countries: str
     ) -> "Future[tuple[pa.Table, dict[str, str]]]":
-        """The day's table and the single-day checks it fails (see core.decode), to come."""
+        """The day's table and the single-day checks it fails (see core.schema.decode), to come."""
         return self._pool.submit(decode.decode_and_check, day, answers, countries)
 
     def close(self) -> None:

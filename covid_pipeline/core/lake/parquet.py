@@ -13,7 +13,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.schema.transform import SCHEMA
 
 # Parquet key-value metadata: the country set a file was written for (its label, e.g. CAN,USA).
 COUNTRIES_KEY = b"covid_pipeline.countries"

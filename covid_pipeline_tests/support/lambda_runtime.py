@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from covid_pipeline_tests.conftest import PROJECT_ROOT
+from covid_pipeline_tests.support.project import PROJECT_ROOT
 
 _PREFIX = "/2018-06-01/runtime"
 

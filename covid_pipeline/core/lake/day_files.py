@@ -1,7 +1,7 @@
 """A day in a store: write its table as its partition's file, read it back, check the prefix.
 
-Keys come from core.layout, bytes from core.parquet, places from core.stores: every writer (the
-Dagster IO manager, the Lambda handler) writes a day through here, so they agree.
+Keys come from the layout, bytes from parquet, places from stores (all in core.lake): every
+writer (the Dagster IO manager, the Lambda handler) writes a day through here, so they agree.
 """
 
 import itertools
@@ -11,8 +11,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from covid_pipeline.core.layout import partition_key
-from covid_pipeline.core.parquet import (
+from covid_pipeline.core.lake.layout import partition_key
+from covid_pipeline.core.lake.parquet import (
     DIRECT_WRITER,
     NotADayFile,
     countries_of,
@@ -21,7 +21,7 @@ from covid_pipeline.core.parquet import (
     encode_parquet,
     stamped,
 )
-from covid_pipeline.core.stores import StorageAccessError, Store, fatal_local_errors
+from covid_pipeline.core.lake.stores import StorageAccessError, Store, fatal_local_errors
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,8 @@ For the tests of the production instance (dagster-instance.postgres.yaml) and fo
 `make dev-postgres`. initdb refuses to run as root, so as root the server runs as the
 `postgres` user the package creates, in a folder that user owns; otherwise as the caller.
 
-    python -m covid_pipeline_tests.postgres_server --dir .postgres --port 5433 --db dagster
-    python -m covid_pipeline_tests.postgres_server --dir .postgres --stop
+    python -m covid_pipeline_tests.support.postgres_server --dir .postgres --port 5433 --db dagster
+    python -m covid_pipeline_tests.support.postgres_server --dir .postgres --stop
 """
 
 import argparse

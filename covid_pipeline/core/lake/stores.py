@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import botocore.exceptions
 from botocore.config import Config
 
-from covid_pipeline.core.layout import FILE_NAME, day_of, partition_key
+from covid_pipeline.core.lake.layout import DAY_FILES, DAY_FOLDERS, day_of, partition_key, s3_uri
 
 _CONTENT_TYPE = "application/vnd.apache.parquet"
 
@@ -162,7 +162,7 @@ class LocalStore:
 
     def days(self, prefix: str) -> Iterator[str]:  # noqa: D102
         base = self.root / prefix
-        for path in sorted(base.glob(f"date=*/{FILE_NAME}")):
+        for path in sorted(base.glob(DAY_FILES)):
             day = day_of(path.relative_to(base).as_posix())
             if day is not None:
                 yield day
@@ -251,7 +251,7 @@ class S3Store:
         self.prefix = prefix  # named in error messages only
 
     def uri(self, key: str) -> str:  # noqa: D102
-        return f"s3://{self.bucket}/{key}"
+        return s3_uri(self.bucket, key)
 
     def put(self, key: str, data: bytes) -> None:  # noqa: D102
         # A single PUT of the whole body: S3 makes the object visible only once it is complete.
@@ -290,7 +290,7 @@ class S3Store:
         base = f"{prefix}/" if prefix else ""
         request: dict[str, Any] = {
             "Bucket": self.bucket,
-            "Prefix": f"{base}date=",
+            "Prefix": f"{base}{DAY_FOLDERS}",
             "MaxKeys": limit,
         }
         if after is not None:

@@ -61,7 +61,7 @@ def section(document: str) -> str:
     return document[start:end] + "\n"
 
 
-DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
+DOCUMENT = Path(__file__).resolve().parents[2] / "docs" / "reliability.md"
 
 
 def collected_table() -> str:

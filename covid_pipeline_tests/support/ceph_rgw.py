@@ -18,7 +18,7 @@ import boto3
 import botocore.exceptions
 import requests
 
-from covid_pipeline_tests.conftest import free_port
+from covid_pipeline_tests.support.project import free_port
 
 BINARIES = ("ceph-mon", "ceph-osd", "radosgw", "radosgw-admin", "monmaptool", "ceph")
 ACCESS_KEY = "COVIDPIPELINETEST01"

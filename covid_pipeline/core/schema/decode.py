@@ -20,8 +20,8 @@ from collections.abc import Sequence
 import msgspec
 import pyarrow as pa
 
-from covid_pipeline.core import checks, transform
-from covid_pipeline.core.transform import SCHEMA
+from covid_pipeline.core.schema import checks, transform
+from covid_pipeline.core.schema.transform import SCHEMA
 
 
 class _City(msgspec.Struct):

@@ -20,10 +20,13 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """How often and how long to retry transient failures of one request."""
+    """How often and how long to retry transient failures of one request.
 
-    max_retries: int = 5
-    backoff_s: float = 0.5  # first delay; doubles each attempt, with +-50% jitter
+    The first two come from the settings (HTTP_MAX_RETRIES, HTTP_BACKOFF: core.config.api_client).
+    """
+
+    max_retries: int
+    backoff_s: float  # first delay; doubles each attempt, with +-50% jitter
     max_delay_s: float = 60.0  # also caps a server's Retry-After
     # Transient failures in a row, across all days, after which the API is taken to be down and
     # the remaining days fail at once instead of each spending its whole retry budget.

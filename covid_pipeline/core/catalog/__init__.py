@@ -1,0 +1,1 @@
+"""Making the lake queryable: Glue partitions, projection, crawler, Athena, DuckDB."""

@@ -1,0 +1,1 @@
+"""A range of days: the stream, the writes, run_range and its outcome, progress."""

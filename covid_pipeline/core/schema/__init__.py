@@ -1,0 +1,1 @@
+"""Records to Arrow tables: decoding, the documented schema, the data checks."""

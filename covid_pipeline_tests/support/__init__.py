@@ -1,0 +1,1 @@
+"""What the tests share: the servers they start, and helpers. conftest.py holds only fixtures."""
