@@ -50,11 +50,13 @@ class CatalogResource(dg.ConfigurableResource):
             if settings.glue_crawler_name and settings.catalog_mode == "glue_crawler":
                 crawler.stop_crawler(glue(), settings.glue_crawler_name)  # leave no crawl running
             raise
-        said = ", ".join(f"{k} {v}" for k, v in answer.items() if k != "files_left_out")
-        log.info(f"{settings.glue_table}: {said}")
+        said = ", ".join(f"{key} {answer[key]}" for key in _SAID if key in answer)
+        log.info(f"{settings.glue_table} ({settings.catalog_mode}): {said or 'done'}")
         return _metadata(answer)
 
 
+# What the run's log says of a refresh (the rest is in the metadata).
+_SAID = ("partitions", "rows", "partitions_created", "crawl_status", "started", "done")
 _SETTINGS = (
     "catalog_mode", "bucket_name", "prefix", "warehouse_dir", "catalog_path", "glue_database",
     "glue_table", "glue_crawler_name", "crawler_poll_interval_s", "crawler_timeout_s",
