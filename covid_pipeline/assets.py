@@ -30,8 +30,6 @@ API_POOL = "covid_api"
 # Who answers for the assets, and how the UI can filter them (Dagster's owners and tags).
 OWNERS = ["team:data-engineering"]
 _TAGS = {"domain": "public-health", "source": "covid-api"}
-# On the definition, not on each day's event: the schema is the same every day, and a copy in
-# each of 1143 materialization events would cost a backfill seconds of event-log writes.
 # The CLI without DAGSTER_HOME runs on an instance it makes and deletes: no record, no pool.
 _THROWAWAY_INSTANCE = (
     "DAGSTER_HOME is not set, so this run is on a throwaway Dagster instance: its record of "
@@ -39,6 +37,8 @@ _THROWAWAY_INSTANCE = (
     "pool. To keep the record, set DAGSTER_HOME to the deployment's home, e.g. the project's: "
     "export DAGSTER_HOME=$PWD/.dagster_home (make install created it), then run again."
 )
+# On the definition, not on each day's event: the schema is the same every day, and a copy in
+# each of 1143 materialization events would cost a backfill seconds of event-log writes.
 _COLUMN_SCHEMA = dg.TableSchema(
     columns=[
         dg.TableColumn(name, str(type_), description=description)
@@ -100,17 +100,17 @@ def covid_daily_reports(
     if lambda_fanout.enabled:
         yield from _run_in_lambda(context, lambda_fanout, covid_api.countries().label)
         return
-    client = covid_api.client()
+    # The resources' fields as settings, checked once: the client and the knobs come from them.
+    settings = dataclasses.replace(
+        covid_api.settings(), write_concurrency=hive_parquet_io_manager.write_concurrency
+    )
+    client = config.api_client(settings)
     # A missing bucket, or a prefix of another country set, fails now, not after the fetches.
     hive_parquet_io_manager.preflight(client.countries.label)
     request = RangeRequest(
         client,
         tuple(dt.date.fromisoformat(key) for key in context.partition_keys),
-        config.range_options(
-            dataclasses.replace(
-                covid_api.settings(), write_concurrency=hive_parquet_io_manager.write_concurrency
-            )
-        ),
+        config.range_options(settings),
         on_progress=context.log.info,
     )
     processes = workers.workers_for(covid_api.cpu_workers, len(request.days))

@@ -5,6 +5,7 @@ too, with the lake's store and a Glue client injected, and turns its answer into
 asset's metadata. Which mode, and the names it needs, are settings (core.config.catalog_target).
 """
 
+import functools
 import logging
 from typing import Any
 
@@ -43,7 +44,7 @@ class CatalogResource(dg.ConfigurableResource):
         """Catalog every day written so far; metadata for the UI."""
         settings = config.settings_with({name: getattr(self, name) for name in _SETTINGS})
         store = config.store(settings, self.s3.get_client)
-        glue = _GlueClient()
+        glue = functools.cache(lambda: boto3.client("glue"))  # made when a Glue mode needs it
         try:
             answer = refresh(config.catalog_target(settings), store, settings.prefix, glue)
         except dg.DagsterExecutionInterruptedError:
@@ -61,18 +62,6 @@ _SETTINGS = (
     "catalog_mode", "bucket_name", "prefix", "warehouse_dir", "catalog_path", "glue_database",
     "glue_table", "glue_crawler_name", "crawler_poll_interval_s", "crawler_timeout_s",
 )  # fmt: skip
-
-
-class _GlueClient:
-    """Makes the Glue client when a Glue mode first needs it, then keeps it."""
-
-    def __init__(self) -> None:
-        self._client: Any = None
-
-    def __call__(self) -> Any:
-        if self._client is None:
-            self._client = boto3.client("glue")
-        return self._client
 
 
 def _metadata(answer: dict[str, Any]) -> dict[str, Any]:

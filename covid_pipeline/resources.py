@@ -1,8 +1,9 @@
 """The API resource: thin, typed configuration around the core's client.
 
-Its fields are settings (their defaults are the table's, in core.config), and it builds its
-client the one way the Lambda does too: fields -> `settings_with` -> `config.api_client`. The
-catalog's resources, one per catalog mode, are in catalog.py.
+Its fields are settings (their defaults are the table's, in core.config). The daily asset turns
+them into Settings (`settings()`, checked by the table) and builds the client and the knobs from
+those the one way the Lambda does: `config.api_client`, `config.range_options`. The catalog's
+resource is in catalog.py.
 """
 
 from typing import Any
@@ -12,7 +13,6 @@ import dagster as dg
 from covid_pipeline.core import config
 from covid_pipeline.core.config import Settings
 from covid_pipeline.core.errors import ConfigError
-from covid_pipeline.core.source.api import CovidApiClient
 from covid_pipeline.core.source.countries import Countries
 
 # The table's defaults, for fields a test or run config may leave out; definitions.py sets all.
@@ -54,10 +54,6 @@ class CovidApiResource(dg.ConfigurableResource):
             raise dg.Failure(
                 description=f"covid_api config: {error}", allow_retries=False
             ) from None
-
-    def client(self) -> CovidApiClient:
-        """A client with one pooled HTTP session, sized for `fetch_concurrency` threads."""
-        return config.api_client(self.settings())
 
     def countries(self) -> Countries:
         """The set `iso_code` names; a bad value fails the run without a retry."""
