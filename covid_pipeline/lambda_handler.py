@@ -81,7 +81,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         raise InvalidEventError(f"invalid event: {error}") from None
     API.reset_circuit()
     assert SETTINGS.bucket_name is not None  # required at the cold start
-    store = config.store(SETTINGS, lambda: S3)
+    store = config.store(SETTINGS, lambda: S3, SETTINGS.prefix)
     # A missing bucket, bad keys, or a prefix of another country set: before the first fetch.
     day_files.check_ready(store, SETTINGS.prefix, SETTINGS.countries.label)
     log.info(

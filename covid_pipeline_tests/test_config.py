@@ -144,6 +144,26 @@ def test_config_catalog_names_default_per_country() -> None:
     settings = load_settings({"ISO_CODE": "CAN", "WAREHOUSE_DIR": "/data"})
     assert (settings.glue_database, settings.glue_table) == ("covid", "covid_daily_reports_can")
     assert settings.catalog_path == "/data/catalog.duckdb"
+    assert (settings.country_daily_prefix, settings.country_daily_table) == (
+        "covid_country_daily/can",
+        "covid_country_daily_can",
+    )
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"PREFIX": "lake/usa", "COUNTRY_DAILY_PREFIX": "lake/usa"},
+        {"PREFIX": "lake/usa", "COUNTRY_DAILY_PREFIX": "lake/usa/country_daily"},
+        {"PREFIX": "lake/usa/raw", "COUNTRY_DAILY_PREFIX": "lake/usa"},
+        {"PREFIX": "covid_country_daily/usa"},  # the country days' default folder
+    ],
+)
+def test_config_refuses_a_country_daily_prefix_that_shares_the_raw_folder(env: dict) -> None:
+    """A glob or a crawler of one table would read the other's files."""
+    with pytest.raises(ConfigError, match="COUNTRY_DAILY_PREFIX .* must be a folder of its own"):
+        load_settings(env)
+    assert load_settings({"PREFIX": "lake/usa", "COUNTRY_DAILY_PREFIX": "lake/usa_days"})
 
 
 @pytest.mark.parametrize(

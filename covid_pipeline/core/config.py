@@ -21,6 +21,8 @@ from covid_pipeline.core.engine.run import RangeOptions
 from covid_pipeline.core.errors import ConfigError
 from covid_pipeline.core.lake.layout import DAY_FOLDERS, s3_uri
 from covid_pipeline.core.lake.stores import LocalStore, S3Store, Store
+from covid_pipeline.core.reporting import country_daily
+from covid_pipeline.core.schema import transform
 from covid_pipeline.core.source.api import CovidApiClient, api_url_problems
 from covid_pipeline.core.source.countries import Countries
 from covid_pipeline.core.source.retry import RetryPolicy
@@ -158,6 +160,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "GLUE_TABLE", "glue_table",
         "Glue table, and the DuckDB view locally. Default: covid_daily_reports_<set>, as PREFIX.",
+        _CATALOG, check=_glue_name,
+    ),
+    Variable(
+        "COUNTRY_DAILY_PREFIX", "country_daily_prefix",
+        "Folder above the date= partitions of covid_country_daily, the country-day table. "
+        "Default: covid_country_daily/<set>, as PREFIX; never inside PREFIX.",
+        _CATALOG, example="reporting/covid/usa", check=_prefix,
+    ),
+    Variable(
+        "COUNTRY_DAILY_TABLE", "country_daily_table",
+        "Its Glue table, and its DuckDB view locally. Default: covid_country_daily_<set>.",
         _CATALOG, check=_glue_name,
     ),
     Variable(
@@ -319,6 +332,8 @@ class Settings:
     catalog_mode: str = ""
     catalog_path: str = ""
     glue_table: str = ""
+    country_daily_prefix: str = ""
+    country_daily_table: str = ""
     glue_crawler_name: str | None = None
     athena_output_location: str | None = None
     lambda_function_name: str | None = None
@@ -330,6 +345,8 @@ class Settings:
             # One prefix per country set: a set never overwrites, or mixes with, another's.
             "prefix": f"covid_daily_reports/{slug}",
             "glue_table": f"covid_daily_reports_{slug}",
+            "country_daily_prefix": f"covid_country_daily/{slug}",
+            "country_daily_table": f"covid_country_daily_{slug}",
             "catalog_path": os.path.join(self.warehouse_dir, "catalog.duckdb"),
             "catalog_mode": (
                 "local"
@@ -391,7 +408,14 @@ def load_settings(
             "Invalid settings (fix the environment or .env, see .env.example):\n  - "
             + "\n  - ".join(problems)
         )
-    return Settings(**values, from_environment=verbatim)
+    settings = Settings(**values, from_environment=verbatim)
+    if _nested(settings.prefix, settings.country_daily_prefix):  # the defaults included
+        raise ConfigError(
+            f"Invalid settings: COUNTRY_DAILY_PREFIX {settings.country_daily_prefix!r} must be a "
+            f"folder of its own, neither PREFIX {settings.prefix!r} nor inside it or around it: "
+            "a crawler or a glob of one table would read the other's files"
+        )
+    return settings
 
 
 def _parse(variable: Variable, text: str) -> tuple[Any, list[str]]:
@@ -451,6 +475,10 @@ def _combination_problems(values: Mapping[str, Any]) -> list[str]:
         ),
     ]
     return [message for broken, message in rules if broken]
+
+
+def _nested(first: str, second: str) -> bool:
+    return first == second or first.startswith(second + "/") or second.startswith(first + "/")
 
 
 def storage_problems(bucket_name: str | None, prefix: str) -> list[str]:
@@ -540,10 +568,13 @@ def api_client(settings: Settings) -> CovidApiClient:
     )
 
 
-def store(settings: Settings, s3_client: Callable[[], Any]) -> Store:
-    """Where the files go: the bucket (`s3_client` makes its client) or the local warehouse."""
+def store(settings: Settings, s3_client: Callable[[], Any], prefix: str) -> Store:
+    """Where the files go: the bucket (`s3_client` makes its client) or the local warehouse.
+
+    `prefix` is the table's folder in it, which an S3 store names in its errors.
+    """
     if settings.bucket_name:
-        return S3Store(settings.bucket_name, s3_client(), settings.prefix)
+        return S3Store(settings.bucket_name, s3_client(), prefix)
     return LocalStore(settings.warehouse_dir)
 
 
@@ -557,13 +588,32 @@ def range_options(settings: Settings) -> RangeOptions:
 
 
 def catalog_target(settings: Settings) -> CatalogTarget:
-    """Which catalog CATALOG_MODE names, with the names it needs."""
+    """Which catalog CATALOG_MODE names for the raw table, with the names it needs."""
     return CatalogTarget(
         mode=settings.catalog_mode,
         database=settings.glue_database,
         table=settings.glue_table,
+        schema=transform.SCHEMA,
+        description=transform.DESCRIPTION,
         catalog_path=settings.catalog_path,
         crawler_name=settings.glue_crawler_name,
         crawler_poll_interval_s=settings.crawler_poll_interval_s,
         crawler_timeout_s=settings.crawler_timeout_s,
+    )
+
+
+def country_daily_catalog_target(settings: Settings) -> CatalogTarget:
+    """The country-day table's catalog: CATALOG_MODE's, in the same database and DuckDB file.
+
+    The crawler of glue_crawler mode crawls the raw prefix only; the country-day table's schema
+    is ours, so in that mode it is declared and its days registered directly.
+    """
+    mode = "glue_partitions" if settings.catalog_mode == "glue_crawler" else settings.catalog_mode
+    return CatalogTarget(
+        mode=mode,
+        database=settings.glue_database,
+        table=settings.country_daily_table,
+        schema=country_daily.SCHEMA,
+        description=country_daily.DESCRIPTION,
+        catalog_path=settings.catalog_path,
     )

@@ -13,15 +13,19 @@ registering names it the same way, not in DuckDB's words.
 
 import datetime as dt
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import duckdb
+import pyarrow as pa
 
 from covid_pipeline.core.lake.layout import DAY_FILES, DAY_FOLDERS, FILE_NAME
 from covid_pipeline.core.lake.parquet import NotADayFile, day_footer
 from covid_pipeline.core.lake.scan import stray_message
+from covid_pipeline.core.reporting import country_daily
+from covid_pipeline.core.schema.transform import SCHEMA
 
 # How DuckDB names the file it failed on: 'No magic bytes found at end of file '<path>'', ...
 _FILE_IN_ERROR = re.compile(
@@ -45,18 +49,24 @@ class LocalRegistration:
     left_out: tuple[str, ...] = ()  # files at days' keys that are not days: why, what to do
 
 
-def register(database: str | Path, data_root: str | Path, table: str) -> LocalRegistration:
+def register(
+    database: str | Path, data_root: str | Path, table: str, schema: pa.Schema = SCHEMA
+) -> LocalRegistration:
     """Create or replace the view `table` over `<data_root>/date=*/data.parquet`.
+
+    `schema` is the files' (the raw table's, or the country-day table's): a file of another
+    is left out.
 
     Raises:
         LocalCatalogError: when `data_root` holds no day yet.
     """
     root = Path(data_root).absolute()
     paths = sorted(root.glob(DAY_FILES))
-    strays = {path: message for path in paths if (message := _stray(path)) is not None}
+    strays = {path: message for path in paths if (message := _stray(path, [schema])) is not None}
     if len(strays) == len(paths):
         raise LocalCatalogError(
-            f"nothing to catalog under {root}: materialize covid_daily_reports first"
+            f"nothing to catalog under {root}: materialize covid_daily_reports (or, for the "
+            "country-day table, covid_country_daily) first"
             + "".join(f"\n{message}" for message in strays.values())
         )
     if strays:  # the days of ours by name; otherwise a glob, which also reads later days
@@ -104,7 +114,7 @@ def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ..
             return columns, cursor.fetchall()
         except duckdb.Error as error:
             named = dict.fromkeys(_FILE_IN_ERROR.findall(str(error)))  # each once, in order
-            strays = [message for path in named if (message := _stray(path))]
+            strays = [message for path in named if (message := _stray(path, _SCHEMAS))]
             if not strays:
                 raise
             raise LocalCatalogError(
@@ -113,13 +123,24 @@ def query(database: str | Path, sql: str) -> tuple[list[str], list[tuple[Any, ..
             ) from None
 
 
-def _stray(path: str | Path) -> str | None:
-    """What is wrong with the file at a day's key and what to do, or None for a day of ours."""
-    try:
-        day_footer(str(path))
-    except NotADayFile as error:
-        return stray_message(str(path), str(error))
-    return None
+def _stray(path: str | Path, schemas: Sequence[pa.Schema]) -> str | None:
+    """What is wrong with the file at a day's key and what to do, or None for a day of ours.
+
+    A day of ours is a file of one of `schemas`.
+    """
+    reasons = []
+    for schema in schemas:
+        try:
+            day_footer(str(path), schema)
+        except NotADayFile as error:
+            reasons.append(str(error))
+        else:
+            return None
+    return stray_message(str(path), reasons[0])
+
+
+# The tables a query may read: the raw one and the country-day one.
+_SCHEMAS = (SCHEMA, country_daily.SCHEMA)
 
 
 def _sql_string(text: str) -> str:

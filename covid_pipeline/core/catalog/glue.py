@@ -22,7 +22,7 @@ from typing import Any
 import pyarrow as pa
 
 from covid_pipeline.core.lake.layout import PARTITION_COLUMN, day_folder
-from covid_pipeline.core.schema.transform import SCHEMA
+from covid_pipeline.core.schema.transform import DESCRIPTION, SCHEMA
 
 log = logging.getLogger(__name__)
 
@@ -66,7 +66,15 @@ def projection_parameters(location: str, first_day: str, last_day: str) -> dict[
 
 
 def project_table(
-    glue: Any, database: str, table: str, location: str, first_day: str, last_day: str
+    glue: Any,
+    database: str,
+    table: str,
+    location: str,
+    first_day: str,
+    last_day: str,
+    *,
+    schema: pa.Schema = SCHEMA,
+    description: str = DESCRIPTION,
 ) -> Projection:
     """Create, or verify, the table with partition projection from `first_day` to `last_day`.
 
@@ -77,13 +85,15 @@ def project_table(
         location: s3:// URI of the folder above the `date=` folders, ending in "/".
         first_day: the first day of the range (YYYY-MM-DD).
         last_day: the last day of the range.
+        schema: the files' schema (the raw table's, or the country-day table's).
+        description: the table's description in Glue.
 
     Raises:
         GlueCatalogError: the table exists with other columns or another location.
     """
     parameters = projection_parameters(location, first_day, last_day)
     _ensure_database(glue, database)
-    if _ensure_table(glue, database, table, location, parameters):
+    if _ensure_table(glue, database, table, location, parameters, schema, description):
         return Projection(table_created=True, parameters_updated=False)
     existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
     found = existing.get("Parameters", {})
@@ -120,6 +130,8 @@ def glue_type(type_: pa.DataType) -> str:
         return "string"
     if pa.types.is_int64(type_):
         return "bigint"
+    if pa.types.is_boolean(type_):
+        return "boolean"
     if pa.types.is_float64(type_):
         return "double"
     if pa.types.is_date32(type_):
@@ -147,7 +159,14 @@ def glue_columns(schema: pa.Schema = SCHEMA) -> list[dict[str, str]]:
 
 
 def register_partitions(
-    glue: Any, database: str, table: str, location: str, days: Iterable[str]
+    glue: Any,
+    database: str,
+    table: str,
+    location: str,
+    days: Iterable[str],
+    *,
+    schema: pa.Schema = SCHEMA,
+    description: str = DESCRIPTION,
 ) -> Registration:
     """Make sure the database and table exist, then register every day not yet registered.
 
@@ -157,12 +176,17 @@ def register_partitions(
         table: Glue table name.
         location: s3:// URI of the folder above the `date=` folders, ending in "/".
         days: the days that have a file (YYYY-MM-DD).
+        schema: the files' schema (the raw table's, or the country-day table's).
+        description: the table's description in Glue.
 
     Raises:
         GlueCatalogError: the table exists with other columns, or Glue refused partitions.
     """
     _ensure_database(glue, database)
-    table_created = _ensure_table(glue, database, table, location, _TABLE_PARAMETERS)
+    table_created = _ensure_table(
+        glue, database, table, location, _TABLE_PARAMETERS, schema, description
+    )
+    columns = glue_columns(schema)
     registered = set(_registered_days(glue, database, table))
     new_days = sorted(set(days) - registered)
     for start in range(0, len(new_days), _BATCH):
@@ -170,7 +194,7 @@ def register_partitions(
         response = glue.batch_create_partition(
             DatabaseName=database,
             TableName=table,
-            PartitionInputList=[_partition_input(location, day) for day in batch],
+            PartitionInputList=[_partition_input(location, day, columns) for day in batch],
         )
         errors = [
             error
@@ -210,10 +234,16 @@ def _ensure_database(glue: Any, database: str) -> None:
 
 
 def _ensure_table(
-    glue: Any, database: str, table: str, location: str, parameters: dict[str, str]
+    glue: Any,
+    database: str,
+    table: str,
+    location: str,
+    parameters: dict[str, str],
+    schema: pa.Schema,
+    description: str,
 ) -> bool:
     """Create the table (True), or check that the existing one has our columns and location."""
-    columns = glue_columns()
+    columns = glue_columns(schema)
     try:
         existing = glue.get_table(DatabaseName=database, Name=table)["Table"]
     except glue.exceptions.EntityNotFoundException:
@@ -221,7 +251,7 @@ def _ensure_table(
             DatabaseName=database,
             TableInput={
                 "Name": table,
-                "Description": "Daily COVID-19 reports from covid-api.com, one file per day",
+                "Description": description,
                 "TableType": "EXTERNAL_TABLE",
                 "Parameters": parameters,
                 "PartitionKeys": [{"Name": PARTITION_KEY, "Type": "string"}],
@@ -251,11 +281,11 @@ def _ensure_table(
     return False
 
 
-def _partition_input(location: str, day: str) -> dict[str, Any]:
+def _partition_input(location: str, day: str, columns: list[dict[str, str]]) -> dict[str, Any]:
     return {
         "Values": [day],
         "StorageDescriptor": {
-            "Columns": glue_columns(),
+            "Columns": columns,
             "Location": f"{location}{day_folder(day)}",
             **_PARQUET_FORMAT,
         },

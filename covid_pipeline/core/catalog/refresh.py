@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from covid_pipeline.core.catalog import crawler, glue
 from covid_pipeline.core.dates import FIRST_DAY, LAST_DAY
 from covid_pipeline.core.lake import layout
@@ -34,6 +36,8 @@ class CatalogTarget:
     mode: str  # local, glue_partitions, glue_projection or glue_crawler
     database: str  # Glue database
     table: str  # Glue table, and the DuckDB view locally
+    schema: pa.Schema  # the files' (the raw table's, or the country-day table's)
+    description: str  # the table's, in Glue
     catalog_path: str  # DuckDB file
     crawler_name: str | None = None
     crawler_poll_interval_s: float = 15.0
@@ -80,6 +84,8 @@ def refresh(
             target.table,
             location,
             store.days(prefix) if days is None else days,
+            schema=target.schema,
+            description=target.description,
         )
         return (
             answer
@@ -93,7 +99,14 @@ def refresh(
     if mode == "glue_projection":
         first, last = FIRST_DAY.isoformat(), LAST_DAY.isoformat()
         projection = glue.project_table(
-            glue_client(), target.database, target.table, location, first, last
+            glue_client(),
+            target.database,
+            target.table,
+            location,
+            first,
+            last,
+            schema=target.schema,
+            description=target.description,
         )
         return (
             answer
@@ -115,7 +128,7 @@ def _duckdb(target: CatalogTarget, data: Path) -> dict[str, Any]:
     from covid_pipeline.core.catalog import duckdb_catalog
 
     database = Path(target.catalog_path).absolute()  # what the UI shows must not need a cwd
-    registration = duckdb_catalog.register(database, data, target.table)
+    registration = duckdb_catalog.register(database, data, target.table, target.schema)
     for message in registration.left_out:
         log.warning("left out of %s: %s", target.table, message)
     left_out = {"files_left_out": "\n".join(registration.left_out)} if registration.left_out else {}

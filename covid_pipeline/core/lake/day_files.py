@@ -4,7 +4,10 @@ Keys come from the layout, bytes from parquet, places from stores (all in core.l
 writer (the Dagster IO manager, the Lambda handler) writes a day through here, so they agree.
 """
 
+import collections
 import itertools
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -131,10 +134,49 @@ def _country_set_in(store: Store, prefix: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def read_day(store: Store, prefix: str, day: str) -> pa.Table | None:
-    """One day's table, or None when that day has no file (skipped: no data)."""
+def read_day(
+    store: Store, prefix: str, day: str, columns: Sequence[str] | None = None
+) -> pa.Table | None:
+    """One day's table (only `columns`, if given), or None when that day has no file."""
     data = store.get(partition_key(prefix, day))
-    return None if data is None else decode_parquet(data)
+    return None if data is None else decode_parquet(data, columns)
+
+
+@dataclass(frozen=True)
+class LakeDays:
+    """Days of a prefix, read only when iterated: (day, its table or None), in order.
+
+    What a reader of many days is handed: iterating reads `read_ahead` files at a time, only
+    `columns` of each (all if None), so the whole history costs the memory of a few days.
+    """
+
+    store: Store
+    prefix: str
+    days: tuple[str, ...]
+    columns: tuple[str, ...] | None
+    read_ahead: int
+
+    def __iter__(self) -> Iterator[tuple[str, pa.Table | None]]:
+        return read_days(self.store, self.prefix, self.days, self.columns, self.read_ahead)
+
+    def __len__(self) -> int:
+        return len(self.days)
+
+
+def read_days(
+    store: Store, prefix: str, days: Sequence[str], columns: Sequence[str] | None, read_ahead: int
+) -> Iterator[tuple[str, pa.Table | None]]:
+    """(day, its table or None) for each of `days`, in order, `read_ahead` files in flight."""
+    with ThreadPoolExecutor(max_workers=read_ahead) as pool:
+        pending: collections.deque[tuple[str, Future[pa.Table | None]]] = collections.deque()
+        for day in days:
+            pending.append((day, pool.submit(read_day, store, prefix, day, columns)))
+            if len(pending) >= read_ahead:
+                done, future = pending.popleft()
+                yield done, future.result()
+        while pending:
+            done, future = pending.popleft()
+            yield done, future.result()
 
 
 _STAGING_ADVICE = (

@@ -7,7 +7,7 @@ its footer alone tells whether it is a day of ours at all (`day_footer`).
 
 import hashlib
 import io
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
@@ -31,10 +31,15 @@ _DAGSTER_RUN = "dagster run "
 FORMAT_VERSION = 1
 
 
-def format_version() -> str:
-    """FORMAT_VERSION and a digest of SCHEMA's columns and types, e.g. `1.3f9a0c2e`."""
-    columns = SCHEMA.to_string(show_field_metadata=False, show_schema_metadata=False)
-    return f"{FORMAT_VERSION}.{hashlib.sha256(columns.encode()).hexdigest()[:8]}"
+def format_version(schema: pa.Schema | None = None, version: int | None = None) -> str:
+    """A table's format version and a digest of its columns and types, e.g. `1.3f9a0c2e`.
+
+    The raw table's (SCHEMA, FORMAT_VERSION) by default; the country-day table passes its own.
+    """
+    schema = SCHEMA if schema is None else schema
+    version = FORMAT_VERSION if version is None else version
+    columns = schema.to_string(show_field_metadata=False, show_schema_metadata=False)
+    return f"{version}.{hashlib.sha256(columns.encode()).hexdigest()[:8]}"
 
 
 class NotADayFile(ValueError):
@@ -90,16 +95,16 @@ def countries_in(tables: Iterable[pa.Table]) -> str:
     return ",".join(sorted({iso for table in tables for iso in table["iso"].to_pylist()}))
 
 
-def decode_parquet(data: bytes) -> pa.Table:
-    """The table in a Parquet file's bytes."""
-    return pq.read_table(io.BytesIO(data))
+def decode_parquet(data: bytes, columns: Sequence[str] | None = None) -> pa.Table:
+    """The table in a Parquet file's bytes: only `columns`, if given (the others stay unread)."""
+    return pq.read_table(io.BytesIO(data), columns=None if columns is None else list(columns))
 
 
-def day_footer(source: bytes | str | Path) -> pq.FileMetaData:
+def day_footer(source: bytes | str | Path, schema: pa.Schema = SCHEMA) -> pq.FileMetaData:
     """The footer of a day's file (its bytes, or a local path: then only the footer is read).
 
-    A file of the project's schema is a day of ours whoever wrote it, stamped or not (files
-    from before the writer stamps have none).
+    A file of the table's `schema` (the raw table's, or the country-day table's) is a day of
+    ours whoever wrote it, stamped or not (files from before the writer stamps have none).
 
     Raises:
         NotADayFile: it cannot be read, is not Parquet (or is cut short), or has another schema.
@@ -110,20 +115,20 @@ def day_footer(source: bytes | str | Path) -> pq.FileMetaData:
         raise NotADayFile(f"unreadable: {error}") from None
     except (OSError, pa.ArrowException) as error:  # a body that is not Parquet, or cut short
         raise NotADayFile(f"not a Parquet file: {error}") from None
-    problem = _schema_problem(footer.schema.to_arrow_schema())
+    problem = _schema_problem(footer.schema.to_arrow_schema(), schema)
     if problem is not None:
         raise NotADayFile(f"another schema: {problem}")
     return footer
 
 
-def _schema_problem(schema: pa.Schema) -> str | None:
-    missing = [name for name in SCHEMA.names if name not in schema.names]
+def _schema_problem(schema: pa.Schema, expected: pa.Schema) -> str | None:
+    missing = [name for name in expected.names if name not in schema.names]
     if missing:
         return f"no column {', '.join(missing[:5])}{', ...' if len(missing) > 5 else ''}"
-    extra = [name for name in schema.names if name not in SCHEMA.names]
+    extra = [name for name in schema.names if name not in expected.names]
     if extra:
         return f"columns not in the schema: {', '.join(extra[:5])}"
-    for field in SCHEMA:
+    for field in expected:
         found = schema.field(field.name).type
         if not found.equals(field.type):
             return f"column {field.name} is {found}, not {field.type}"

@@ -35,6 +35,8 @@ CITY_TYPE = pa.struct(
     ]
 )
 
+# What the table is, for catalogs (Glue's table description).
+DESCRIPTION = "Daily COVID-19 reports from covid-api.com, one file per day"
 # (column, type, nullable, description): the one declaration of the file format.
 COLUMNS: Sequence[tuple[str, pa.DataType, bool, str]] = (
     ("report_date", pa.date32(), False, "Day the report is for (also the date= partition)"),

@@ -1,0 +1,1 @@
+"""The reporting tables: raw days rolled up into the country-day table, and its checks."""
