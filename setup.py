@@ -16,6 +16,10 @@ LAMBDA = [
     "msgspec==0.23.0",
 ]
 
+# The summary asset's chart of the epidemic's curve, drawn in the Dagster layer only (the Lambda
+# zip leaves it out): a PNG in markdown metadata, as Dagster's own tutorial draws one.
+REPORTING = ["matplotlib==3.11.2"]
+
 # The production instance (dagster-instance.postgres.yaml): runs and events in PostgreSQL.
 # It brings psycopg2-binary, the driver the instance file names (constraints.txt pins it).
 POSTGRES = ["dagster-postgres==0.29.27"]
@@ -29,7 +33,9 @@ setup(
     packages=find_packages(include=["covid_pipeline", "covid_pipeline.*"]),
     python_requires=">=3.10",
     # DuckDB is the embedded local catalog and query engine (no server, reads Parquet directly).
-    install_requires=[*DAGSTER, *LAMBDA, "pandas==3.1.1", "duckdb==2.0.1"],
+    install_requires=[*DAGSTER, *LAMBDA, "pandas==3.1.1", "duckdb==2.0.1", *REPORTING],
+    # The population of each country (JHU CSSE's lookup table): the country-day table's rates.
+    package_data={"covid_pipeline.core.reporting": ["population.csv"]},
     entry_points={"console_scripts": ["covid-pipeline=covid_pipeline.cli:main"]},
     extras_require={
         "dev": [

@@ -19,6 +19,10 @@ measures, in the same run, against the same servers, days and concurrency:
                    storage saves, measured (volume profile only)
   pyarrow_per_day, pyarrow_dataset, awswrangler, dlt
                    the peers (benchmarks/peers.py), in their own virtualenv (.venv-peers)
+  country_daily    the reporting table over the raw days `cli` wrote: `dagster asset
+                   materialize --select covid_country_daily` on the same instance, S3 to S3
+                   (volume profile only); and `country_daily_world` over `cli_world`, the raw
+                   CLI run over the world (ALL). Each is compared with its raw backfill.
 
 on two replay profiles: `volume` (every US day at the real API's volume, ~3,200 counties) and
 `fixture` (the bundled data, light on most days). Every variant runs as a fresh process tree;
@@ -62,6 +66,9 @@ BUCKET = "bench"
 PROJECT = ("naive", "core", "cli", "cli_postgres", "cli_dagster_sqlite")
 CLI_INSTANCES = ("cli", "cli_postgres", "cli_dagster_sqlite")  # the CLI on each instance
 VOLUME_ONLY = ("naive", "cli_postgres", "cli_dagster_sqlite")
+# The reporting table over a raw backfill the run made: (its name, the raw variant, ISO_CODE).
+REPORTING = (("country_daily", "cli", None), ("country_daily_world", "cli_world", "ALL"))
+REPORTING_SHARE = 0.75  # the country-day table in at most three quarters of its raw backfill's time
 PEERS = ("pyarrow_per_day", "pyarrow_dataset", "awswrangler", "dlt")
 PROFILES = ("volume", "fixture")
 MONTH = (dt.date(2021, 1, 1), dt.date(2021, 1, 31))  # the heaviest month: for memory growth
@@ -146,6 +153,12 @@ VARIANTS = {"naive": naive, "core": core}
 
 def command_for(name: str, args: argparse.Namespace, first: dt.date, last: dt.date) -> list[str]:
     """How a variant is started: a project variant, the dagster CLI, or a peer."""
+    if name.startswith("country_daily"):
+        return [
+            str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
+            "-m", "covid_pipeline.definitions", "--select", "covid_country_daily",
+            "--partition-range", f"{first}...{last}",
+        ]  # fmt: skip
     if name in CLI_INSTANCES:
         return [
             str(Path(sys.executable).with_name("dagster")), "asset", "materialize",
@@ -250,10 +263,13 @@ def _pss_kib(pid: int) -> int:
 # --- what a variant wrote, read back --------------------------------------------------------
 
 
-def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> dict[str, int]:
+def expected_totals(
+    profile: str, iso: str, first: dt.date, last: dt.date, by_country: bool = False
+) -> dict[str, int]:
     """Days with data, rows, sum of confirmed and county rows, from the replay's own data.
 
     `iso` is ISO_CODE's value: one code, a list, or ALL (the replay's unfiltered query).
+    `by_country`: the country-day table's figures instead, a row per code per day with data.
     """
     from covid_pipeline_replay import jhu, volume
 
@@ -266,9 +282,12 @@ def expected_totals(profile: str, iso: str, first: dt.date, last: dt.date) -> di
     while day <= last:
         records = [record for query in queries for record in reports(query, day)]
         totals["days"] += bool(records)
-        totals["rows"] += len(records)
         totals["confirmed"] += sum(r["confirmed"] or 0 for r in records)
-        totals["county_rows"] += sum(len(r["region"]["cities"] or ()) for r in records)
+        if by_country:
+            totals["rows"] += len({record["region"]["iso"] for record in records})
+        else:
+            totals["rows"] += len(records)
+            totals["county_rows"] += sum(len(r["region"]["cities"] or ()) for r in records)
         day += dt.timedelta(days=1)
     return totals
 
@@ -378,6 +397,8 @@ def run_profile(
         month = MONTH if MONTH[0] >= first and MONTH[1] <= last else (first, last)
         warm = [(args.iso, (first, last))]
         warm += [("CAN,MEX,USA", (first, last)), ("ALL", month)] if countries else []
+        reporting = profile == "volume" and "cli" in variants and "country_daily" not in args.skip
+        warm += [("ALL", (first, last))] if reporting and not args.no_countries else []
         for iso, (start, end) in warm:
             _say(f"warming the replay API's caches for {iso} (not measured)")
             run_variant(
@@ -388,6 +409,8 @@ def run_profile(
         for name in variants:
             own = env | (pg if name == "cli_postgres" else {})
             results[name] = measure(name, args, first, last, own, Path(work), api_url, s3, expected)
+        if reporting:
+            measure_reporting(args, first, last, env, Path(work), api_url, s3, profile, results)
         if "cli" in results and (first, last) != MONTH and MONTH[0] >= first and MONTH[1] <= last:
             # With the decoding processes the full range started (a fixed cost, not growth),
             # so that the two peaks differ by what accumulates with the range, if anything.
@@ -420,14 +443,19 @@ def measure(
     prefix = f"{label or name}-{first}-{last}"
     home = work / f"home-{prefix}"
     home.mkdir()
-    if name in CLI_INSTANCES:  # the project's instance, as `make dev` and the README's CLI
+    if "RAW_PREFIX" in env:  # a reporting variant: it reads the raw days there, writes here
+        env = env | {"COUNTRY_DAILY_PREFIX": prefix}
+        prefix_env = {"PREFIX": env["RAW_PREFIX"], "PEER_PREFIX": prefix}
+    else:
+        prefix_env = {"PREFIX": prefix, "PEER_PREFIX": prefix}
+    if name in CLI_INSTANCES or name.startswith("country_daily"):  # the project's instance
         (home / "dagster.yaml").write_text(instance_file(name))
     requests.post(f"{api_url[:-4]}/_replay/reset", timeout=10).raise_for_status()
     _say(f"running {label or name} ({env['ISO_CODE']}, {first}..{last}) ...")
     result: dict[str, Any] = run_variant(
         command_for(name, args, first, last),
-        env | {"PREFIX": prefix, "PEER_PREFIX": prefix, "DAGSTER_HOME": str(home),
-               "DLT_PIPELINES_DIR": str(home), "FIRST_DAY": str(first), "LAST_DAY": str(last)},
+        env | prefix_env | {"DAGSTER_HOME": str(home), "DLT_PIPELINES_DIR": str(home),
+                            "FIRST_DAY": str(first), "LAST_DAY": str(last)},
         home,
     )  # fmt: skip
     stats = requests.get(f"{api_url[:-4]}/_replay/stats", timeout=10).json()
@@ -439,6 +467,27 @@ def measure(
         if not result["correct"]:
             _say(f"  {name} wrote {result['written']}, expected {expected}: its time won't count")
     return result
+
+
+def measure_reporting(
+    args: argparse.Namespace, first: dt.date, last: dt.date, env: dict[str, str], work: Path,
+    api_url: str, s3: Any, profile: str, results: dict[str, dict[str, Any]],
+) -> None:  # fmt: skip
+    """The country-day table over the raw days of `cli` (and of a world run), S3 to S3."""
+    for name, raw, iso in REPORTING:
+        if iso is not None and args.no_countries:
+            continue
+        own = env | ({"ISO_CODE": iso} if iso else {})
+        if raw not in results:  # the raw backfill it reads, by the same CLI on the same instance
+            expected_raw = expected_totals(profile, own["ISO_CODE"], first, last)
+            results[raw] = measure(
+                "cli", args, first, last, own, work, api_url, s3, expected_raw, label=raw
+            )
+        expected = expected_totals(profile, own["ISO_CODE"], first, last, by_country=True)
+        raw_prefix = f"{raw}-{first}-{last}"
+        results[name] = measure(
+            name, args, first, last, own | {"RAW_PREFIX": raw_prefix}, work, api_url, s3, expected
+        )
 
 
 def _summarise(profile: str, floor: float, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -562,6 +611,13 @@ def _targets(
             f"{three['api_requests']} requests, {days} days",
             three["api_requests"] == 3 * days and three["max_requests_per_day"] == 1,
         )
+    for name, raw, _iso in REPORTING:
+        if name in results and raw in results:
+            ratio = results[name]["wall_s"] / results[raw]["wall_s"]
+            targets[f"{name} <= {REPORTING_SHARE:g} x its raw backfill ({raw}), S3 to S3"] = (
+                f"{results[name]['wall_s']:.1f} / {results[raw]['wall_s']:.1f} s = {ratio:.2f}",
+                ratio <= REPORTING_SHARE and bool(results[name].get("correct")),
+            )
     if "naive" in wall:
         for name, needed in (("cli", 5.0), ("core", 12.0)):
             if name in wall:

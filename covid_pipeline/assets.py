@@ -4,11 +4,11 @@ import dataclasses
 import datetime as dt
 import os
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import dagster as dg
 
-from covid_pipeline.catalog import CatalogResource
+from covid_pipeline.catalog import CatalogedTable, CatalogResource
 from covid_pipeline.core import config
 from covid_pipeline.core.engine import workers
 from covid_pipeline.core.engine.report import run_failure_message
@@ -29,7 +29,7 @@ _DAILY = dg.AssetKey("covid_daily_reports")
 API_POOL = "covid_api"
 # Who answers for the assets, and how the UI can filter them (Dagster's owners and tags).
 OWNERS = ["team:data-engineering"]
-_TAGS = {"domain": "public-health", "source": "covid-api"}
+TAGS = {"domain": "public-health", "source": "covid-api"}
 # The CLI without DAGSTER_HOME runs on an instance it makes and deletes: no record, no pool.
 _THROWAWAY_INSTANCE = (
     "DAGSTER_HOME is not set, so this run is on a throwaway Dagster instance: its record of "
@@ -44,6 +44,12 @@ _COLUMN_SCHEMA = dg.TableSchema(
         dg.TableColumn(name, str(type_), description=description)
         for name, type_, _nullable, description in transform.COLUMNS
     ]
+)
+# Once after new days land, not once per day, and never while days are still landing.
+AFTER_NEW_DAYS = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
 )
 _CHECKS = {
     "schema_as_documented": dg.AssetCheckSeverity.ERROR,
@@ -65,7 +71,7 @@ _CHECKS = {
     # The storage's kind (s3 or local) is added by `with_storage_kind`, from the settings.
     kinds={"parquet", "python"},
     owners=OWNERS,
-    tags=_TAGS | {"layer": "raw"},
+    tags=TAGS | {"layer": "raw"},
     # Changes when what a day's file holds changes (core.lake.parquet.FORMAT_VERSION and SCHEMA),
     # so the UI flags the days written by an older one.
     code_version=parquet.format_version(),
@@ -130,7 +136,7 @@ def covid_daily_reports(
             "covid_daily_reports hands its days to hive_parquet_io_manager, which runs them: "
             "another IO manager under that key never ran the range"
         )
-    yield from _check_results(request.outcome.result().check_outcomes())
+    yield from check_results(request.outcome.result().check_outcomes(), _CHECKS)
 
 
 def _run_in_lambda(
@@ -165,18 +171,21 @@ def _run_in_lambda(
         context.add_asset_metadata(metadata | _IN_LAMBDA, partition_key=day)
     yield dg.MaterializeResult()
     rows = {day: 0 for day in outcome.skipped} | {d: f.rows for d, f in outcome.written.items()}
-    yield from _check_results(checks.merge(outcome.check_failures, rows, countries))
+    yield from check_results(checks.merge(outcome.check_failures, rows, countries), _CHECKS)
 
 
 _IN_LAMBDA = {"execution": "lambda"}
 
 
-def _check_results(outcomes: list[checks.CheckOutcome]) -> Iterator[dg.AssetCheckResult]:
+def check_results(
+    outcomes: list[checks.CheckOutcome], severities: Mapping[str, dg.AssetCheckSeverity]
+) -> Iterator[dg.AssetCheckResult]:
+    """The check outcomes as Dagster's results, each with the days that failed it."""
     for result in outcomes:
         yield dg.AssetCheckResult(
             check_name=result.name,
             passed=result.passed,
-            severity=_CHECKS[result.name],
+            severity=severities[result.name],
             description=result.description,
             metadata={
                 "checked_days": result.checked_days,
@@ -193,43 +202,61 @@ def with_storage_kind(asset: dg.AssetsDefinition, bucket_name: str | None) -> dg
     return labelled
 
 
-def build_catalog_asset(kind: str) -> dg.AssetsDefinition:
-    """The catalog asset, labelled with the technology that catalogs (duckdb or glue)."""
+def build_catalog_asset(
+    kind: str,
+    *,
+    name: str,
+    upstream: dg.AssetKey,
+    columns: dg.TableSchema,
+    table: CatalogedTable,
+    description: str,
+) -> dg.AssetsDefinition:
+    """A catalog asset, labelled with the technology that catalogs (duckdb or glue).
+
+    It makes `upstream`'s files one SQL table, once after new days land: `table` says which
+    (the raw table, or the country-day table) to CatalogResource.refresh.
+    """
     # The table's columns: the files' own, then the partition column the catalog adds (a DATE
     # in DuckDB's hive partitioning, a string partition key in Glue).
     date_type = "date" if kind == "duckdb" else "string"
     table_schema = dg.TableSchema(
         columns=[
-            *_COLUMN_SCHEMA.columns,
+            *columns.columns,
             dg.TableColumn("date", date_type, description="The day: the date= partition"),
         ]
     )
 
     @dg.asset(
-        deps=[covid_daily_reports],
+        name=name,
+        deps=[upstream],
         group_name="covid",
         kinds={kind},
         owners=OWNERS,
-        tags=_TAGS | {"layer": "catalog"},
+        tags=TAGS | {"layer": "catalog"},
         metadata={"dagster/column_schema": table_schema},
+        description=description,
         # Needed for `dagster asset materialize --partition-range` to include this asset.
         backfill_policy=dg.BackfillPolicy.single_run(),
-        # Once after new days land, not once per day, and never while days are still landing.
-        automation_condition=(
-            dg.AutomationCondition.any_deps_updated().since_last_handled()
-            & ~dg.AutomationCondition.any_deps_in_progress()
-            & ~dg.AutomationCondition.in_progress()
-        ),
+        automation_condition=AFTER_NEW_DAYS,
     )
-    def covid_catalog_table(
+    def catalog_asset(
         context: dg.AssetExecutionContext, catalog: CatalogResource
     ) -> dg.MaterializeResult:
-        """The written days, cataloged so they can be queried with SQL.
+        return dg.MaterializeResult(metadata=catalog.refresh(context.log, table))
 
-        Locally a DuckDB view over the warehouse (`covid-pipeline query`); in AWS the Glue Data
-        Catalog table that Athena queries, kept current by the Glue crawler or by registering
-        new `date=` partitions directly. Runs once after a backfill's days have all landed.
-        """
-        return dg.MaterializeResult(metadata=catalog.refresh(context.log))
+    return catalog_asset
 
-    return covid_catalog_table
+
+def build_raw_catalog_asset(kind: str) -> dg.AssetsDefinition:
+    """covid_catalog_table: the raw days as one table."""
+    return build_catalog_asset(
+        kind,
+        name="covid_catalog_table",
+        upstream=_DAILY,
+        columns=_COLUMN_SCHEMA,
+        table="raw",
+        description="The written days, cataloged so they can be queried with SQL.\n\nLocally a "
+        "DuckDB view over the warehouse (`covid-pipeline query`); in AWS the Glue Data Catalog "
+        "table that Athena queries, kept current by the Glue crawler or by registering new "
+        "`date=` partitions directly. Runs once after a backfill's days have all landed.",
+    )

@@ -7,7 +7,7 @@ asset's metadata. Which mode, and the names it needs, are settings (core.config.
 
 import functools
 import logging
-from typing import Any
+from typing import Any, Literal
 
 import boto3
 import dagster as dg
@@ -20,6 +20,8 @@ from covid_pipeline.core.config import Settings
 from covid_pipeline.resources import setting
 
 Logger = logging.Logger | dg.DagsterLogManager
+# Which table a refresh catalogs: the raw days, or the country-day table (covid_country_daily).
+CatalogedTable = Literal["raw", "country_daily"]
 
 
 class CatalogResource(dg.ConfigurableResource):
@@ -35,24 +37,31 @@ class CatalogResource(dg.ConfigurableResource):
     catalog_path: str
     glue_database: str
     glue_table: str
+    country_daily_prefix: str
+    country_daily_table: str
     glue_crawler_name: str | None = None
     crawler_poll_interval_s: float
     crawler_timeout_s: float
     s3: dg.ResourceDependency[S3Resource]
 
-    def refresh(self, log: Logger) -> dict[str, Any]:
-        """Catalog every day written so far; metadata for the UI."""
+    def refresh(self, log: Logger, table: CatalogedTable) -> dict[str, Any]:
+        """Catalog every day of `table` written so far; metadata for the UI."""
         settings = config.settings_with({name: getattr(self, name) for name in _SETTINGS})
-        store = config.store(settings, self.s3.get_client)
+        if table == "raw":
+            target, prefix = config.catalog_target(settings), settings.prefix
+        else:
+            target = config.country_daily_catalog_target(settings)
+            prefix = settings.country_daily_prefix
+        store = config.store(settings, self.s3.get_client, prefix)
         glue = functools.cache(lambda: boto3.client("glue"))  # made when a Glue mode needs it
         try:
-            answer = refresh(config.catalog_target(settings), store, settings.prefix, glue)
+            answer = refresh(target, store, prefix, glue)
         except dg.DagsterExecutionInterruptedError:
-            if settings.glue_crawler_name and settings.catalog_mode == "glue_crawler":
-                crawler.stop_crawler(glue(), settings.glue_crawler_name)  # leave no crawl running
+            if target.crawler_name and target.mode == "glue_crawler":
+                crawler.stop_crawler(glue(), target.crawler_name)  # leave no crawl running
             raise
         said = ", ".join(f"{key} {answer[key]}" for key in _SAID if key in answer)
-        log.info(f"{settings.glue_table} ({settings.catalog_mode}): {said or 'done'}")
+        log.info(f"{target.table} ({target.mode}): {said or 'done'}")
         return _metadata(answer)
 
 
@@ -60,7 +69,8 @@ class CatalogResource(dg.ConfigurableResource):
 _SAID = ("partitions", "rows", "partitions_created", "crawl_status", "started", "done")
 _SETTINGS = (
     "catalog_mode", "bucket_name", "prefix", "warehouse_dir", "catalog_path", "glue_database",
-    "glue_table", "glue_crawler_name", "crawler_poll_interval_s", "crawler_timeout_s",
+    "glue_table", "country_daily_prefix", "country_daily_table", "glue_crawler_name",
+    "crawler_poll_interval_s", "crawler_timeout_s",
 )  # fmt: skip
 
 

@@ -9,13 +9,25 @@ UI shows the variable, and each launch reads its value then (and the resource ch
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.assets import build_catalog_asset, covid_daily_reports, with_storage_kind
+from covid_pipeline.assets import (
+    build_catalog_asset,
+    build_raw_catalog_asset,
+    covid_daily_reports,
+    with_storage_kind,
+)
 from covid_pipeline.catalog import catalog_for
 from covid_pipeline.core.config import Settings, load_settings
 from covid_pipeline.core.lake import stores
 from covid_pipeline.fanout import LambdaFanoutResource
 from covid_pipeline.io_managers import HiveParquetIOManager
 from covid_pipeline.lake_sensor import build_lake_sensor
+from covid_pipeline.reporting import (
+    COUNTRY_DAILY,
+    COUNTRY_DAILY_COLUMNS,
+    COUNTRY_DAILY_IO_MANAGER,
+    covid_country_daily,
+    covid_country_daily_summary,
+)
 from covid_pipeline.resources import CovidApiResource, setting
 
 
@@ -23,20 +35,44 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     """Definitions for `settings`: S3 and Glue with a bucket, local files and DuckDB without."""
     # Credentials, region and endpoint come from boto3's chain; retries as every S3 client's.
     s3 = S3Resource(max_attempts=stores.S3_MAX_ATTEMPTS)
-    catalog_table = build_catalog_asset("duckdb" if settings.catalog_mode == "local" else "glue")
+    catalog_kind = "duckdb" if settings.catalog_mode == "local" else "glue"
+    catalog_table = build_raw_catalog_asset(catalog_kind)
+    country_daily_table = build_catalog_asset(
+        catalog_kind,
+        name="covid_country_daily_table",
+        upstream=COUNTRY_DAILY,
+        columns=COUNTRY_DAILY_COLUMNS,
+        table="country_daily",
+        description="The country-day table, cataloged beside the raw one: the DuckDB view "
+        "COUNTRY_DAILY_TABLE locally, the Glue table of that name in AWS (in glue_crawler "
+        "mode its days are registered directly: the crawler crawls the raw prefix).",
+    )
+    followers = [
+        catalog_table,
+        covid_country_daily,
+        country_daily_table,
+        covid_country_daily_summary,
+    ]
     return dg.Definitions(
         # One step per run: a step subprocess would only add two seconds to every run.
         executor=dg.in_process_executor,
-        assets=[with_storage_kind(covid_daily_reports, settings.bucket_name), catalog_table],
+        assets=[
+            with_storage_kind(covid_daily_reports, settings.bucket_name),
+            catalog_table,
+            with_storage_kind(covid_country_daily, settings.bucket_name),
+            country_daily_table,
+            covid_country_daily_summary,
+        ],
         # Running from the start: Dagster's default automation sensor starts stopped, and then
-        # the catalog would never follow a backfill until someone found the toggle.
+        # nothing would follow a backfill until someone found the toggle.
         sensors=[
             dg.AutomationConditionSensorDefinition(
-                "covid_catalog_follows_new_days",
-                target=dg.AssetSelection.assets(catalog_table),
+                "covid_follows_new_days",
+                target=dg.AssetSelection.assets(*followers),
                 default_status=dg.DefaultSensorStatus.RUNNING,
-                description="Catalogs new days once a backfill of covid_daily_reports has "
-                "landed them all (the catalog asset's automation condition).",
+                description="Once the raw days of a backfill, a re-run or a Lambda invocation "
+                "have landed: catalogs them, recomputes the country-days they feed (D..D+7), "
+                "then catalogs and charts those (each asset's automation condition).",
             ),
             build_lake_sensor(settings.lake_sensor_interval_s),
         ],
@@ -53,6 +89,13 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "hive_parquet_io_manager": HiveParquetIOManager(
                 prefix=setting(settings, "prefix"),
+                bucket_name=setting(settings, "bucket_name"),
+                warehouse_dir=setting(settings, "warehouse_dir"),
+                write_concurrency=setting(settings, "write_concurrency"),
+                s3=s3,
+            ),
+            COUNTRY_DAILY_IO_MANAGER: HiveParquetIOManager(
+                prefix=setting(settings, "country_daily_prefix"),
                 bucket_name=setting(settings, "bucket_name"),
                 warehouse_dir=setting(settings, "warehouse_dir"),
                 write_concurrency=setting(settings, "write_concurrency"),

@@ -17,12 +17,11 @@ only those: a failed day never shows as materialized.
 import contextlib
 import datetime as dt
 from collections.abc import Iterator, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import dagster as dg
-import pandas as pd
 import pyarrow as pa
 from dagster_aws.s3 import S3Resource
 
@@ -31,7 +30,6 @@ from covid_pipeline.core.config import storage_problems
 from covid_pipeline.core.engine.report import ProgressCallback, short_list
 from covid_pipeline.core.engine.run import RangeOptions, RangeOutcome, run_range, write_tables
 from covid_pipeline.core.lake import day_files, parquet, stores
-from covid_pipeline.core.schema import transform
 from covid_pipeline.core.source.api import CovidApiClient
 from covid_pipeline.resources import DEFAULTS
 
@@ -50,6 +48,20 @@ class RangeRequest:
     options: RangeOptions
     on_progress: ProgressCallback
     outcome: "Future[RangeOutcome]" = field(default_factory=Future, compare=False)
+
+
+@dataclass(frozen=True)
+class DayTables:
+    """Tables already at hand, one per day of the output (no rows: skipped), and their set.
+
+    What an asset that computes its days (covid_country_daily) hands the IO manager: the
+    country set's label is stamped in each file, as the raw days' is.
+    """
+
+    tables: Mapping[str, pa.Table]
+    countries: str
+    # Per-day figures for the UI, added to each day's materialization beside the file's own.
+    metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -74,13 +86,9 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                 allow_retries=False,
             )
         where = config.settings_with(
-            {
-                "bucket_name": self.bucket_name,
-                "prefix": self.prefix,
-                "warehouse_dir": self.warehouse_dir,
-            }
+            {"bucket_name": self.bucket_name, "warehouse_dir": self.warehouse_dir}
         )
-        return config.store(where, self.s3.get_client)
+        return config.store(where, self.s3.get_client, self.prefix)
 
     def preflight(self, countries: str) -> None:
         """Fail now, before anything is fetched, if the store clearly cannot be written.
@@ -91,16 +99,16 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             day_files.check_ready(self.store(), self.prefix, countries)
 
     def handle_output(  # type: ignore[override]  # a generator: see log_materializations
-        self, context: dg.OutputContext, obj: RangeRequest | Mapping[str, pa.Table]
+        self, context: dg.OutputContext, obj: RangeRequest | DayTables
     ) -> Iterator[dg.DagsterEvent]:
-        """Run the asset's `RangeRequest`, or write a mapping of day -> table (no rows: skip).
+        """Run the asset's `RangeRequest`, or write its `DayTables` (a day without rows: skip).
 
         Each day is recorded as it lands. Fails the step, after recording the days written,
         when any day failed to arrive or to be written.
         """
         days = list(context.asset_partition_keys)
         store = self.store()
-        recorder = _Recorder(context, days)
+        recorder = _Recorder(context, days, obj.metadata if isinstance(obj, DayTables) else {})
         writer = parquet.dagster_writer(context.run_id)
         try:
             with _stop_on_storage_access_error():
@@ -116,14 +124,11 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                         on_progress=obj.on_progress,
                     )
                 else:
-                    tables = _tables_for_each_day(context, obj, days)
-                    # Tables handed over whole: the set is the countries their rows are of.
-                    countries = parquet.countries_in(tables.values())
                     outcome = write_tables(
-                        tables,
+                        _tables_for_each_day(context, obj, days),
                         store,
                         self.prefix,
-                        countries,
+                        obj.countries,
                         writer=writer,
                         write_concurrency=self.write_concurrency,
                         on_landed=recorder.record,
@@ -147,25 +152,22 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
             )
         recorder.summarise(outcome)
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame | dict[str, pd.DataFrame]:
-        """One day as a DataFrame (empty if skipped), or a range as {day: DataFrame}.
+    def load_input(self, context: dg.InputContext) -> day_files.LakeDays:
+        """The input's days, read as they are iterated: (day, Arrow table, or None: no file).
 
-        In a range, days without a file (skipped: no data) are absent, not an error.
+        Nothing is read here: a downstream asset streams the days through, a few at a time,
+        so the whole history fits in the memory of a few days. The input's metadata may name
+        the `columns` to read (Dagster's convention: `AssetIn(metadata={"columns": [...]})`);
+        the others, the nested counties first, are never decoded.
         """
-        days = list(context.asset_partition_keys)
-        store = self.store()
-        with ThreadPoolExecutor(max_workers=self.write_concurrency) as pool:
-            tables = dict(
-                zip(
-                    days,
-                    pool.map(lambda day: day_files.read_day(store, self.prefix, day), days),
-                    strict=True,
-                )
-            )
-        if len(days) == 1:
-            table = tables[days[0]]
-            return (table if table is not None else transform.SCHEMA.empty_table()).to_pandas()
-        return {day: table.to_pandas() for day, table in tables.items() if table is not None}
+        columns = context.definition_metadata.get("columns")
+        return day_files.LakeDays(
+            self.store(),
+            self.prefix,
+            tuple(context.asset_partition_keys),
+            tuple(columns) if columns is not None else None,
+            read_ahead=self.write_concurrency,
+        )
 
 
 @contextlib.contextmanager
@@ -178,14 +180,15 @@ def _stop_on_storage_access_error() -> Iterator[None]:
 
 
 def _tables_for_each_day(
-    context: dg.OutputContext, tables: Mapping[str, pa.Table], days: list[str]
+    context: dg.OutputContext, output: DayTables, days: list[str]
 ) -> dict[str, pa.Table]:
-    missing = sorted(set(days) - set(tables)) if isinstance(tables, Mapping) else days
+    tables = output.tables if isinstance(output, DayTables) else {}
+    missing = sorted(set(days) - set(tables))
     if missing:
         raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()} must return a RangeRequest, or a table for "
-            f"every day of its run (an empty table for a day without data); missing: "
-            f"{missing[:10]}"
+            f"{context.asset_key.to_user_string()} must return a RangeRequest, or DayTables "
+            f"with a table for every day of its run (an empty table for a day without data); "
+            f"missing: {missing[:10]}"
         )
     return {day: tables[day] for day in days}
 
@@ -193,14 +196,20 @@ def _tables_for_each_day(
 class _Recorder:
     """Records each day's metadata as it lands, for Dagster's per-day materializations."""
 
-    def __init__(self, context: dg.OutputContext, days: list[str]) -> None:
+    def __init__(
+        self,
+        context: dg.OutputContext,
+        days: list[str],
+        extra: Mapping[str, Mapping[str, Any]],
+    ) -> None:
         self.context = context
         self.days = days
+        self.extra = extra
         self.metadata: dict[str, dict[str, Any]] = {}  # day -> its metadata, as they landed
 
     def record(self, day: str, file: day_files.WrittenFile | None) -> None:
         """Called as a day lands (None: skipped, no data)."""
-        metadata = self.metadata[day] = day_metadata(file)
+        metadata = self.metadata[day] = day_metadata(file) | dict(self.extra.get(day, {}))
         if len(self.days) == 1:
             self.context.add_output_metadata(metadata)
         else:

@@ -6,6 +6,7 @@ downloads are not reachable), against `dagster dev` (webserver and daemon) and t
 1. open the daily asset, launch a backfill of a week through the *Materialize* dialog, wait
    for it to complete, check the files and the asset's partition bar, and check that the
    catalog followed by itself: one catalog run, launched by the project's automation sensor;
+   then that the country days followed, and open the summary's chart of them;
 2. launch a slow backfill, open its run, press *Terminate*, and check that the run ends
    canceled within the bound, with whole files only, each one recorded as materialized.
 
@@ -40,6 +41,10 @@ CHROMIUM_FLAGS = [
 ]  # fmt: skip
 PREFIX = "covid_daily_reports/usa"
 WEEK = [str(day) for day in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
+# The country days a week of raw days feeds: each day and the seven after it.
+FED_BY_WEEK = [str(day) for day in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 14))]
+COUNTRY_PREFIX = "covid_country_daily/usa"
+FOLLOWER = "covid_follows_new_days"  # the project's automation sensor
 STOP_BOUND_S = 10.0  # from the click on Terminate to a canceled run
 DAEMON_S = 180  # the daemon ticks every 30 s: a backfill starts within a minute or so
 
@@ -127,6 +132,13 @@ def catalog_runs(dev: DagsterDev) -> list[dg.DagsterRun]:
         ]
 
 
+def materialized_partitions(dev: DagsterDev, asset: str) -> list[str | None]:
+    """The partitions of `asset` materialized so far (None for an unpartitioned asset)."""
+    with dev.instance() as instance:
+        records = instance.fetch_materializations(dg.AssetKey(asset), limit=1000).records
+    return sorted({record.partition_key for record in records}, key=str)
+
+
 def landed(dev: DagsterDev) -> list[str]:
     return list(stores.LocalStore(dev.warehouse).days(PREFIX))
 
@@ -149,7 +161,7 @@ def test_browser_backfill_then_terminate(
     deadline = time.monotonic() + DAEMON_S
     page.goto(f"{dev.url}/runs")
     page.wait_for_timeout(2000)
-    while not page.get_by_text("covid_catalog_follows_new_days").count():  # "Launched by"
+    while not page.get_by_text(FOLLOWER).count():  # "Launched by"
         assert time.monotonic() < deadline, "the catalog never followed the backfill"
         page.reload()
         page.wait_for_timeout(3000)
@@ -157,11 +169,30 @@ def test_browser_backfill_then_terminate(
         assert time.monotonic() < deadline, f"the catalog run is {catalog[0].status}"
         page.wait_for_timeout(1000)
     assert len(catalog) == 1, f"{len(catalog)} catalog runs"  # once, not once per day
-    assert catalog[0].tags.get("dagster/sensor_name") == "covid_catalog_follows_new_days"
+    assert catalog[0].tags.get("dagster/sensor_name") == FOLLOWER
     _, rows = duckdb_catalog.query(
         dev.warehouse / "catalog.duckdb", "select count(distinct date) from covid_daily_reports_usa"
     )
     assert rows == [(len(WEEK),)]
+
+    # The reporting assets followed too: the country days the week feeds (D..D+7), then the
+    # summary, whose chart a person opens from the asset's metadata.
+    while not materialized_partitions(dev, "covid_country_daily_summary"):
+        assert time.monotonic() < deadline + DAEMON_S, "the summary never followed the backfill"
+        page.wait_for_timeout(2000)
+    assert materialized_partitions(dev, "covid_country_daily") == FED_BY_WEEK
+    with dev.instance() as instance:
+        events = instance.fetch_materializations(dg.AssetKey("covid_country_daily"), limit=1000)
+    assert len(events.records) == len(FED_BY_WEEK)  # each country day once, none twice
+    assert (
+        list(stores.LocalStore(dev.warehouse).days(COUNTRY_PREFIX)) == WEEK
+    )  # the rest: no raw day
+    page.goto(f"{dev.url}/assets/covid_country_daily_summary")
+    page.get_by_text("[Show Markdown]").click()
+    chart = page.get_by_role("dialog").get_by_role("img", name=re.compile("USA new cases"))
+    width, height = chart.evaluate("image => [image.naturalWidth, image.naturalHeight]")
+    assert (width, height) == (800, 480)  # the PNG decoded and drawn by the browser
+    page.get_by_role("dialog").get_by_role("button", name="Close").click()
 
     # 2. A slow backfill of ten months, stopped with Terminate once a few days have landed.
     replay.latency_s = 0.5

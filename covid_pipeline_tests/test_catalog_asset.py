@@ -11,6 +11,7 @@ from covid_pipeline_replay.server import Fault, ReplayServer
 from covid_pipeline.core.catalog import duckdb_catalog
 from covid_pipeline.core.catalog.glue import registered_days
 from covid_pipeline.core.config import load_settings
+from covid_pipeline.core.reporting import country_daily
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline_tests.support.deployment import materialize_days
 from covid_pipeline_tests.support.lake import write_stray_file
@@ -26,10 +27,15 @@ def instance() -> Iterator[dg.DagsterInstance]:
 
 
 def backfill(defs: dg.Definitions, instance: dg.DagsterInstance, first: str, last: str):
-    """Both assets in one run over first..last, as `dagster asset materialize` runs them."""
+    """Every asset in one run over first..last, as `dagster asset materialize` runs them."""
     result = materialize_days(defs, first, last, instance=instance, selection=None)
     assert result.success
     return result
+
+
+def days_under(bucket: str, prefix: str) -> list[str]:
+    """The days that have a file under `prefix` in the bucket."""
+    return sorted(key.split("date=")[1][:10] for key in s3_keys(bucket) if key.startswith(prefix))
 
 
 def catalog_metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -102,9 +108,16 @@ def test_catalog_asset_registers_one_glue_partition_per_written_day(
         4,
         4,
     )
-    written = sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+    written = days_under(s3_bucket, "covid_daily_reports/usa/")
     glue = boto3.client("glue")
     assert registered_days(glue, "covid_test", "covid_daily_reports_usa") == written
+    # The country-day table beside it: one file per raw day, each registered, its own columns.
+    assert days_under(s3_bucket, "covid_country_daily/usa/") == written
+    assert registered_days(glue, "covid_test", "covid_country_daily_usa") == written
+    table = glue.get_table(DatabaseName="covid_test", Name="covid_country_daily_usa")["Table"]
+    columns = table["StorageDescriptor"]["Columns"]
+    assert [column["Name"] for column in columns] == country_daily.SCHEMA.names
+    assert table["StorageDescriptor"]["Location"] == f"s3://{s3_bucket}/covid_country_daily/usa/"
 
     second = catalog_metadata(backfill(defs, instance, "2020-04-01", "2020-04-05"))
     assert (second["table_created"], second["partitions_created"], second["partitions"]) == (

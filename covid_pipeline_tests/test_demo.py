@@ -36,14 +36,24 @@ def test_demo_backfills_into_the_local_warehouse(tmp_path: Path) -> None:
     assert "3 of 3 days written and cataloged" in result.stdout
     for day in ("2021-01-14", "2021-01-15", "2021-01-16"):
         assert (tmp_path / f"warehouse/covid_daily_reports/usa/date={day}/data.parquet").is_file()
-    # The query's answer: the three days, newest first.
+        assert (tmp_path / f"warehouse/covid_country_daily/usa/date={day}/data.parquet").is_file()
+    # The question, answered from the country-day table: the three days, newest first.
     answer = result.stdout.split("$ covid-pipeline query")[1].splitlines()
-    assert [line.split()[0] for line in answer[3:6]] == ["2021-01-16", "2021-01-15", "2021-01-14"]
+    assert "from covid_country_daily_usa" in answer[0]
+    assert [line.split()[:2] for line in answer[3:6]] == [
+        ["2021-01-16", "USA"],
+        ["2021-01-15", "USA"],
+        ["2021-01-14", "USA"],
+    ]
 
-    # One CLI run selected both assets: the days landed, then the catalog ran exactly once.
+    # One CLI run selected every asset: the days landed, then the catalog ran exactly once.
     home = tmp_path / ".dagster_home"  # kept, so that `make dev` shows the demo's run
     with open_instance(home) as instance:
         daily = instance.fetch_materializations(dg.AssetKey("covid_daily_reports"), limit=10)
         catalog = instance.fetch_materializations(dg.AssetKey("covid_catalog_table"), limit=10)
         assert len(daily.records) == 3 and len(catalog.records) == 1
         assert max(r.timestamp for r in daily.records) <= catalog.records[0].timestamp
+        summary = instance.fetch_materializations(
+            dg.AssetKey("covid_country_daily_summary"), limit=10
+        )
+        assert len(summary.records) == 1

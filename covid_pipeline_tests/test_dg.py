@@ -46,7 +46,7 @@ def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
     assert "All definitions loaded successfully" in dg_command(["check", "defs"], {}, tmp_path)
     listed = json.loads(dg_command(["list", "defs", "--json"], {}, tmp_path))
     assert sorted(a["asset_key"] for a in listed["assets"]) == [CATALOG.path[0], DAILY.path[0]]
-    assert {"covid_lake_observer", "covid_catalog_follows_new_days"} <= {
+    assert {"covid_lake_observer", "covid_follows_new_days"} <= {
         sensor["name"] for sensor in listed["sensors"]
     }
 

@@ -3,13 +3,13 @@
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 from dagster_aws.s3 import S3Resource
 
-from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.lake import day_files, parquet, stores
 from covid_pipeline.core.schema.transform import SCHEMA
-from covid_pipeline.io_managers import HiveParquetIOManager
+from covid_pipeline.io_managers import DayTables, HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline_tests.support.lake import replay_table
 
@@ -28,7 +28,7 @@ def output_context(day: str) -> dg.OutputContext:
 
 def write(manager: HiveParquetIOManager, context: dg.OutputContext, tables: dict) -> None:
     """Run handle_output to its end, as Dagster does (it is a generator)."""
-    list(manager.handle_output(context, tables))
+    list(manager.handle_output(context, DayTables(tables, "USA")))
 
 
 def test_io_manager_writes_the_exact_hive_key_with_metadata(tmp_path: Path) -> None:
@@ -56,27 +56,45 @@ def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
         write(manager(tmp_path), output_context("2021-01-15"), {})
 
 
-def test_io_manager_loads_one_day_as_a_frame(tmp_path: Path) -> None:
-    day_files.write_day(
-        stores.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15"), "USA"
+def input_context(first: str, last: str, columns: list[str] | None = None) -> dg.InputContext:
+    return dg.build_input_context(
+        asset_key=KEY,
+        asset_partitions_def=DAILY_PARTITIONS,
+        asset_partition_key_range=dg.PartitionKeyRange(first, last),
+        definition_metadata={"columns": columns} if columns else None,
     )
-    context = dg.build_input_context(
-        asset_key=KEY, partition_key="2021-01-15", asset_partitions_def=DAILY_PARTITIONS
-    )
-    frame = manager(tmp_path).load_input(context)
-    assert isinstance(frame, pd.DataFrame)
-    assert len(frame) == 56 and list(frame.columns) == SCHEMA.names
 
 
-def test_io_manager_loads_a_range_as_a_dict_without_skipped_days(tmp_path: Path) -> None:
+def test_io_manager_loads_a_range_lazily_with_none_for_skipped_days(tmp_path: Path) -> None:
     store = stores.LocalStore(tmp_path)
     for day in ("2021-01-15", "2021-01-17"):
         day_files.write_day(store, "covid/usa", day, replay_table(day), "USA")
-    context = dg.build_input_context(
-        asset_key=KEY,
-        asset_partitions_def=DAILY_PARTITIONS,
-        asset_partition_key_range=dg.PartitionKeyRange("2021-01-15", "2021-01-17"),
+    days = manager(tmp_path).load_input(input_context("2021-01-15", "2021-01-17"))
+    assert len(days) == 3  # nothing read yet: the files are read as the days are iterated
+    (tmp_path / "covid/usa/date=2021-01-17/data.parquet").unlink()
+    loaded = dict(days)
+    assert loaded["2021-01-16"] is None and loaded["2021-01-17"] is None  # skipped; removed
+    assert loaded["2021-01-15"].num_rows == 56 and loaded["2021-01-15"].schema.names == SCHEMA.names
+
+
+def test_io_manager_loads_only_the_columns_the_input_names(tmp_path: Path) -> None:
+    """Dagster's convention for database IO managers: AssetIn(metadata={"columns": [...]})."""
+    day_files.write_day(
+        stores.LocalStore(tmp_path), "covid/usa", "2021-01-15", replay_table("2021-01-15"), "USA"
     )
-    frames = manager(tmp_path).load_input(context)
-    assert sorted(frames) == ["2021-01-15", "2021-01-17"]  # 2021-01-16 was skipped
-    assert all(len(frame) == 56 for frame in frames.values())
+    context = input_context("2021-01-15", "2021-01-15", ["iso", "confirmed"])
+    [(day, table)] = list(manager(tmp_path).load_input(context))
+    assert (day, table.column_names, table.num_rows) == ("2021-01-15", ["iso", "confirmed"], 56)
+
+
+def test_io_manager_writes_day_tables_with_their_set_and_extra_metadata(tmp_path: Path) -> None:
+    context = output_context("2021-01-15")
+    tables = DayTables(
+        {"2021-01-15": replay_table("2021-01-15")},
+        "CAN,USA",
+        metadata={"2021-01-15": {"new_cases_7d_avg": 12.5}},
+    )
+    list(manager(tmp_path).handle_output(context, tables))
+    path = tmp_path / "covid/usa/date=2021-01-15/data.parquet"
+    assert parquet.countries_of(pq.read_table(path)) == "CAN,USA"
+    assert context.get_logged_metadata()["new_cases_7d_avg"].value == 12.5

@@ -1,9 +1,10 @@
 """The offline demo: replay API -> `dg launch` -> ./warehouse -> SQL.
 
 `python -m covid_pipeline_replay.demo` starts the replay API (real JHU CSSE data) on a free port,
-backfills a month for one country and catalogs it, with the same CLI command a user would
-type, then prints the files it wrote and answers a question from them with SQL. Runs are
-recorded in ./.dagster_home, so `make dev` shows them in the UI.
+backfills a month for one country, catalogs it and builds the country-day table and its chart,
+with the same CLI command a user would type, then prints the files it wrote and answers a
+question from the country-day table with SQL. Runs are recorded in ./.dagster_home, so
+`make dev` shows them, and the chart, in the UI.
 """
 
 import argparse
@@ -19,6 +20,15 @@ from covid_pipeline.core.config import load_settings
 from covid_pipeline.core.dates import day_range, parse_day
 from covid_pipeline.core.lake import day_files, layout, stores
 from covid_pipeline_replay.server import ReplayServer
+
+# Every asset: the raw days, their catalog, the country-day table, its catalog and its chart.
+ASSETS = (
+    "covid_daily_reports",
+    "covid_catalog_table",
+    "covid_country_daily",
+    "covid_country_daily_table",
+    "covid_country_daily_summary",
+)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -52,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         _say(f"Backfilling {settings.iso_code} {days[0]}..{days[-1]} into {settings.storage_root}")
         command = [
             str(Path(sys.executable).with_name("dg")), "launch",
-            "--assets", "covid_daily_reports,covid_catalog_table",
+            "--assets", ",".join(ASSETS),
             "--partition-range", f"{days[0]}...{days[-1]}",
             # The project (a dg project: [tool.dg]), wherever the demo is run from.
             "--target-path", str(Path(covid_pipeline.__file__).resolve().parents[1]),
@@ -75,14 +85,19 @@ def main(argv: list[str] | None = None) -> int:
         size = Path(store.uri(key)).stat().st_size
         _say(f"{day!s:<12}{table.num_rows:>6}{size:>10}  {store.uri(key)}")
     _say(f"\n{written} of {len(days)} days written and cataloged in {settings.catalog_path}.")
+    _say(f"\nHow fast did {settings.iso_code} cases grow in the range's last week, per 100,000?")
     sql = (
-        f"select date, sum(confirmed_diff) as new_cases, sum(deaths_diff) as new_deaths "
-        f"from {settings.glue_table} group by date order by date desc limit 7"
+        f"select date, iso, new_cases, round(new_cases_7d_avg) as avg_7d, "
+        f"round(cases_7d_per_100k, 1) as per_100k_7d, new_deaths "
+        f"from {settings.country_daily_table} order by date desc, iso limit 7"
     )
-    _say(f'\n$ covid-pipeline query "{sql}"')
+    _say(f'$ covid-pipeline query "{sql}"')
     columns, rows = duckdb_catalog.query(settings.catalog_path, sql)
     _say(format_table(columns, rows, max_rows=7))
-    _say("More examples in the README. See the runs in the UI: make dev")
+    _say(
+        "More examples in the README. The runs, and the chart of the curve "
+        "(covid_country_daily_summary), in the UI: make dev"
+    )
     return 0
 
 
