@@ -161,7 +161,7 @@ def test_config_catalog_names_default_per_country() -> None:
 )
 def test_config_refuses_a_country_daily_prefix_that_shares_the_raw_folder(env: dict) -> None:
     """A glob or a crawler of one table would read the other's files."""
-    with pytest.raises(ConfigError, match="COUNTRY_DAILY_PREFIX .* must be a folder of its own"):
+    with pytest.raises(ConfigError, match=r"COUNTRY_DAILY_PREFIX .* must be a folder of its own"):
         load_settings(env)
     assert load_settings({"PREFIX": "lake/usa", "COUNTRY_DAILY_PREFIX": "lake/usa_days"})
 

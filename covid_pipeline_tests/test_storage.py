@@ -2,13 +2,14 @@
 
 import datetime as dt
 import time
+import unittest.mock
 from pathlib import Path
 
 import boto3
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from covid_pipeline_replay import jhu
+from covid_pipeline_replay import jhu, volume
 
 from covid_pipeline.core.lake import day_files, layout, parquet, scan, stores
 from covid_pipeline.core.schema.transform import SCHEMA, to_table
@@ -85,6 +86,50 @@ def test_storage_writes_snappy_parquet(table) -> None:
     file = pq.ParquetFile(pa.BufferReader(parquet.encode_parquet(table, "USA")))
     columns = file.metadata.row_group(0)
     assert {columns.column(i).compression for i in range(columns.num_columns)} == {"SNAPPY"}
+
+
+class CountingStore:
+    """A store that counts the bytes its reads return: what crossed the network, on S3."""
+
+    def __init__(self, store: stores.Store) -> None:
+        self.store, self.read_bytes, self.reads = store, 0, 0
+
+    def __getattr__(self, name: str):
+        method = getattr(self.store, name)
+        if not name.startswith("get"):
+            return method
+
+        def counted(*args):
+            found = method(*args)
+            data = found[0] if isinstance(found, tuple) else found
+            self.read_bytes += len(data or b"")
+            self.reads += 1
+            return found
+
+        return counted
+
+
+@pytest.mark.parametrize("day", ["2021-01-15", "2020-02-01"])  # counties; a small file
+def test_storage_reads_only_the_columns_asked_for_in_two_reads_at_most(
+    store: stores.Store, day: str
+) -> None:
+    """A day at the real API's volume (~3,200 counties): the roll-up's columns, not the file.
+
+    And a footer longer than the first read: a third read fetches it.
+    """
+    big = to_table(dt.date.fromisoformat(day), volume.reports("USA", dt.date.fromisoformat(day)))
+    written = day_files.write_day(store, "covid/usa", day, big, "USA")
+    counting = CountingStore(store)
+    columns = ["iso", "province", "confirmed", "deaths_diff"]
+    back = day_files.read_day(counting, "covid/usa", day, columns)  # type: ignore[arg-type]
+    assert back is not None and back.equals(big.select(columns))
+    with unittest.mock.patch.object(day_files, "_TAIL_BYTES", 1024):
+        assert day_files.read_day(store, "covid/usa", day, columns).equals(back)
+    if written.bytes > 100_000:  # the footer, then the columns' ~4 KB: not the counties
+        assert counting.reads == 2
+        assert counting.read_bytes < written.bytes / 5, (counting.read_bytes, written.bytes)
+    else:
+        assert counting.reads == 1  # the tail was the whole file
 
 
 def test_storage_overwrites_instead_of_duplicating(store: stores.Store, table) -> None:
