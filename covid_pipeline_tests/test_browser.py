@@ -44,6 +44,7 @@ WEEK = [str(day) for day in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
 # The country days a week of raw days feeds: each day and the seven after it.
 FED_BY_WEEK = [str(day) for day in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 14))]
 COUNTRY_PREFIX = "covid_country_daily/usa"
+COUNTRY_DAILY = dg.AssetKey("covid_country_daily")
 FOLLOWER = "covid_follows_new_days"  # the project's automation sensor
 STOP_BOUND_S = 10.0  # from the click on Terminate to a canceled run
 DAEMON_S = 180  # the daemon ticks every 30 s: a backfill starts within a minute or so
@@ -184,6 +185,8 @@ def test_browser_backfill_then_terminate(
     with dev.instance() as instance:
         events = instance.fetch_materializations(dg.AssetKey("covid_country_daily"), limit=1000)
     assert len(events.records) == len(FED_BY_WEEK)  # each country day once, none twice
+        runs = [r for r in instance.get_runs() if COUNTRY_DAILY in (r.asset_selection or ())]
+    assert len(runs) == 1  # the week's fourteen country days: one run
     assert (
         list(stores.LocalStore(dev.warehouse).days(COUNTRY_PREFIX)) == WEEK
     )  # the rest: no raw day

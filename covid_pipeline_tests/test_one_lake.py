@@ -37,6 +37,7 @@ pytestmark = pytest.mark.slow
 PREFIX = "covid_daily_reports/usa"
 SENSOR_INTERVAL_S = 5
 DAILY = dg.AssetKey("covid_daily_reports")
+COUNTRY_DAILY = dg.AssetKey("covid_country_daily")
 
 PARTITION_STATUS = """
 { assetNodeOrError(assetKey: {path: ["covid_daily_reports"]}) {
@@ -87,6 +88,20 @@ def partition_statuses(dev: DagsterDev) -> dict[str, str]:
         last = dt.date.fromisoformat(status_range["endKey"])
         statuses |= {day.isoformat(): status_range["status"] for day in day_range(first, last)}
     return statuses
+
+
+def raw_days_in(bucket: str) -> list[str]:
+    """The raw days in the bucket (the country days the automation writes beside them aside)."""
+    return sorted(
+        key.split("date=")[1][:10]
+        for key in s3_keys(bucket)
+        if key.startswith("covid_daily_reports/")
+    )
+
+
+def runs_of_the_raw_days(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
+    """The runs that fetch raw days (the automation's catalog and reporting runs aside)."""
+    return [run for run in instance.get_runs() if DAILY in (run.asset_selection or ())]
 
 
 def wait_until(condition: Callable[[], object], timeout_s: float, what: str) -> None:
@@ -168,6 +183,16 @@ def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
         timeout_s=150,
         what="the catalog asset materialized after the sensor's days",
     )
+    # And the country days they feed (D..D+7) are recomputed, each once, from the lake.
+    fed = [day.isoformat() for day in day_range(dt.date(2021, 2, 1), dt.date(2021, 2, 17))]
+
+    def country_days() -> list[str]:
+        records = instance.fetch_materializations(COUNTRY_DAILY, limit=100).records
+        return sorted(str(record.partition_key) for record in records)
+
+    wait_until(lambda: country_days() == fed, timeout_s=150, what="the country days followed")
+    keys = [key for key in s3_keys(s3_bucket) if key.startswith("covid_country_daily/usa/")]
+    assert sorted(key.split("date=")[1][:10] for key in keys) == days  # the rest: no raw day
     assert replay.stats()["requests"] == 0
 
 
@@ -197,14 +222,14 @@ def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetche
     instance = dagster_dev.instance()
 
     def landed() -> list[str]:
-        return sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+        return raw_days_in(s3_bucket)
 
     backfill = dagster_dev.launch_backfill(days)
     wait_until(lambda: len(landed()) >= 12, timeout_s=180, what="12 days landed")
     (pid,) = run_worker_pids()
     os.kill(pid, signal.SIGKILL)  # as the OOM killer does
     assert dagster_dev.wait_for_backfill(backfill) == "COMPLETED_FAILED"
-    (run,) = instance.get_runs()
+    (run,) = runs_of_the_raw_days(instance)  # the automation's followers aside
     assert run.status == dg.DagsterRunStatus.FAILURE
     written = landed()
     assert 12 <= len(written) < len(days)
@@ -274,10 +299,10 @@ def test_every_run_of_a_deployment_shares_the_apis_budget(
     assert cli.returncode == 0, output[-4000:]
     assert dagster_dev.wait_for_backfill(backfill, timeout_s=600) == "COMPLETED_SUCCESS"
 
-    runs = instance.get_runs()
+    runs = runs_of_the_raw_days(instance)
     assert len(runs) == 7 and {run.status for run in runs} == {dg.DagsterRunStatus.SUCCESS}
     stats = replay.stats()  # every day fetched once, never more than 4 requests at once
     assert stats["requests"] == stats["distinct_days"] == len(ui_days) + len(cli_days)
     assert stats["max_in_flight"] == 4, stats  # each run uses the whole budget, one at a time
-    written = sorted(key.split("date=")[1][:10] for key in s3_keys(s3_bucket))
+    written = raw_days_in(s3_bucket)
     assert written == sorted(ui_days + cli_days)
