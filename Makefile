@@ -82,7 +82,7 @@ fmt: install  ## ruff: fix and format
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: install postgres  ## the backfill benchmark: project vs peers, both replay profiles, the reporting table (about 25 minutes)
+bench: install postgres  ## the backfill benchmark: project vs peers, both replay profiles, the reporting table (docs/performance.md)
 	$(PY) benchmarks/bench.py $(BENCH_ARGS)
 
 # The peers of the benchmark (dlt, awswrangler, pyarrow) in a venv of their own, pinned.

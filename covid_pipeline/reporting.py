@@ -16,11 +16,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from covid_pipeline.assets import AFTER_NEW_DAYS, OWNERS, TAGS, check_results
-from covid_pipeline.core.engine.report import short_list
+from covid_pipeline.core.engine.report import Progress, short_list
 from covid_pipeline.core.lake import parquet
 from covid_pipeline.core.lake.day_files import LakeDays
 from covid_pipeline.core.reporting import checks, country_daily, population
-from covid_pipeline.io_managers import DayTables
+from covid_pipeline.io_managers import DayTables, HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CovidApiResource
 
@@ -83,6 +83,7 @@ def covid_country_daily(
     context: dg.AssetExecutionContext,
     covid_daily_reports: LakeDays,
     covid_api: CovidApiResource,
+    country_daily_io_manager: dg.ResourceParam[HiveParquetIOManager],
 ) -> Iterator[dg.Output[DayTables] | dg.AssetCheckResult]:
     """COVID-19 by country and day: new cases and deaths, 7-day averages, rates per 100,000.
 
@@ -92,29 +93,27 @@ def covid_country_daily(
     it as a check. Definitions in docs/data.md. A day without a raw day is skipped.
     """
     days = list(context.partition_keys)
-    populations = population.populations()
+    countries = covid_api.countries().label
+    # A prefix of another country set's days fails now, as the raw asset's does.
+    country_daily_io_manager.preflight(countries)
+    raw = covid_daily_reports
     context.log.info(
-        f"rolling up {len(days)} days of {covid_api.countries().label} from "
-        f"{len(covid_daily_reports)} raw days ({covid_daily_reports.days[0]}.."
-        f"{covid_daily_reports.days[-1]}: each day reads the {country_daily.LOOKBACK_DAYS} before)"
+        f"rolling up {len(days)} days of {countries} from {len(raw)} raw days "
+        f"({raw.days[0]}..{raw.days[-1]}: each day reads the {country_daily.LOOKBACK_DAYS} before)"
     )
-    made = list(country_daily.roll_up(covid_daily_reports, set(days), populations))
+    progress = Progress("read", len(raw), context.log.info)
+    made = list(country_daily.roll_up(_counted(raw, progress), set(days), population.populations()))
     by_day = {made_day.day: made_day for made_day in made}
     tables = {day: by_day[day].table if day in by_day else _EMPTY for day in days}
-    yield dg.Output(
-        DayTables(
-            tables,
-            covid_api.countries().label,
-            metadata={day: _day_figures(day, by_day.get(day)) for day in days},
-        )
-    )
+    figures = {day: _day_figures(by_day.get(day)) for day in days}
+    yield dg.Output(DayTables(tables, countries, metadata=figures))
     _log_corrections(context, made)
     new_counts, changed = checks.new_counts_match_api(made)
     outcomes = [
         checks.sums_match_raw(made),
         new_counts,
         checks.averages_match_daily_values(made),
-        checks.population_from_lookup(made, populations),
+        checks.population_from_lookup(made, population.populations()),
     ]
     context.log.info(f"{changed} country-days had regions appear or vanish (docs/data.md)")
     yield from check_results(outcomes, _CHECKS)
@@ -123,7 +122,14 @@ def covid_country_daily(
 _EMPTY = country_daily.SCHEMA.empty_table()
 
 
-def _day_figures(day: str, made: country_daily.CountryDay | None) -> dict[str, object]:
+def _counted(raw: LakeDays, progress: Progress) -> Iterator[tuple[str, pa.Table | None]]:
+    """The raw days, each counted as it is read: the run's log shows how far it is."""
+    for day in raw:
+        yield day
+        progress.tick()
+
+
+def _day_figures(made: country_daily.CountryDay | None) -> dict[str, object]:
     """A day's figures for the UI's *Plots*: the set's new cases and deaths, 7-day averages."""
     if made is None or made.raw is None:
         return {"skip_reason": _NO_RAW_DAY}

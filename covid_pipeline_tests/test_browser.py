@@ -183,9 +183,9 @@ def test_browser_backfill_then_terminate(
         page.wait_for_timeout(2000)
     assert materialized_partitions(dev, "covid_country_daily") == FED_BY_WEEK
     with dev.instance() as instance:
-        events = instance.fetch_materializations(dg.AssetKey("covid_country_daily"), limit=1000)
-    assert len(events.records) == len(FED_BY_WEEK)  # each country day once, none twice
+        events = instance.fetch_materializations(COUNTRY_DAILY, limit=1000)
         runs = [r for r in instance.get_runs() if COUNTRY_DAILY in (r.asset_selection or ())]
+    assert len(events.records) == len(FED_BY_WEEK)  # each country day once, none twice
     assert len(runs) == 1  # the week's fourteen country days: one run
     assert (
         list(stores.LocalStore(dev.warehouse).days(COUNTRY_PREFIX)) == WEEK

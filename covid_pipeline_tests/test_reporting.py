@@ -23,7 +23,7 @@ from covid_pipeline.core.lake import day_files, parquet, stores
 from covid_pipeline.core.reporting import country_daily
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.io_managers import HiveParquetIOManager
-from covid_pipeline_tests.support.deployment import DAILY, materialize_days
+from covid_pipeline_tests.support.deployment import DAILY, failure_message, materialize_days
 from covid_pipeline_tests.support.lake import replay_table
 
 COUNTRY_DAILY = dg.AssetKey("covid_country_daily")
@@ -118,6 +118,21 @@ def test_reporting_a_day_without_a_raw_day_is_skipped_and_says_why(
     assert events["2021-01-02"]["skipped"].value is True
     assert "no raw day in the lake" in events["2021-01-02"]["skip_reason"].value
     assert list(store.days("covid_country_daily/usa")) == ["2021-01-01", "2021-01-03"]
+
+
+def test_reporting_refuses_a_prefix_of_another_country_sets_days(
+    instance: dg.DagsterInstance, tmp_path: Path
+) -> None:
+    """As the raw asset does: a country-day file written for CAN stops a USA run, unwritten."""
+    store = stores.LocalStore(tmp_path)
+    day_files.write_day(store, PREFIX, "2021-01-01", replay_table("2021-01-01"), "USA")
+    canada = country_daily.SCHEMA.empty_table()
+    day_files.write_day(store, "covid_country_daily/usa", "2020-12-31", canada, "CAN")
+    defs = build_definitions(load_settings({"WAREHOUSE_DIR": str(tmp_path)}))
+    result = materialize_days(defs, "2021-01-01", instance=instance, selection=[COUNTRY_DAILY])
+    assert not result.success
+    assert "holds files written for CAN (e.g. 2020-12-31)" in failure_message(result)
+    assert list(store.days("covid_country_daily/usa")) == ["2020-12-31"]
 
 
 def requested(result: dg.EvaluateAutomationConditionsResult, key: dg.AssetKey) -> list[str]:

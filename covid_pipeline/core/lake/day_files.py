@@ -16,12 +16,14 @@ import pyarrow.parquet as pq
 
 from covid_pipeline.core.lake.layout import partition_key
 from covid_pipeline.core.lake.parquet import (
+    COUNTRIES_KEY,
     DIRECT_WRITER,
     NotADayFile,
     countries_of,
     day_footer,
     decode_parquet,
     encode_parquet,
+    stamp_of,
     stamped,
 )
 from covid_pipeline.core.lake.stores import StorageAccessError, Store, fatal_local_errors
@@ -121,11 +123,21 @@ _FILES_TO_TRY = 10
 
 
 def _country_set_in(store: Store, prefix: str) -> tuple[str | None, str | None]:
-    """The country set of the prefix's first day of ours, and that day (None: no such day)."""
+    """The country set of the prefix's first day of ours, and that day (None: no such day).
+
+    A file's stamp says its set, whichever table it is a day of (raw or country-day); an
+    unstamped one (written before the stamps) is a raw day of ours, whose rows say it.
+    """
     for day in itertools.islice(store.days(prefix), _FILES_TO_TRY):
         data = store.get(partition_key(prefix, day))
         if data is None:
             continue
+        try:
+            stamp = stamp_of(pq.read_metadata(pa.BufferReader(data)).metadata, COUNTRIES_KEY)
+        except (OSError, pa.ArrowException):  # not Parquet: an error page, a cut-off copy
+            continue
+        if stamp is not None:
+            return stamp, day
         try:
             day_footer(data)
         except NotADayFile:
