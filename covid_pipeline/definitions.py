@@ -70,6 +70,7 @@ def build_definitions(settings: Settings) -> dg.Definitions:
                 "covid_follows_new_days",
                 target=dg.AssetSelection.assets(*followers),
                 default_status=dg.DefaultSensorStatus.RUNNING,
+                minimum_interval_seconds=settings.automation_interval_s,
                 description="Once the raw days of a backfill, a re-run or a Lambda invocation "
                 "have landed: catalogs them, recomputes the country-days they feed (D..D+7), "
                 "then catalogs and charts those (each asset's automation condition).",

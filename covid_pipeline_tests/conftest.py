@@ -18,6 +18,7 @@ from moto.server import ThreadedMotoServer
 
 from covid_pipeline.core.catalog import duckdb_catalog
 from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.reporting import country_daily, population
 from covid_pipeline.core.schema.transform import to_table
 from covid_pipeline_tests.support.deployment import (
     INSTANCE_FILES,
@@ -26,7 +27,13 @@ from covid_pipeline_tests.support.deployment import (
     project_dagster_home,
     wait_for_asset,
 )
-from covid_pipeline_tests.support.lake import CATALOG_DAYS, CATALOG_TABLE, WORLD_TABLE, write_days
+from covid_pipeline_tests.support.lake import (
+    CATALOG_DAYS,
+    CATALOG_TABLE,
+    COUNTRY_TABLE,
+    WORLD_TABLE,
+    write_days,
+)
 from covid_pipeline_tests.support.project import PROJECT_ROOT, free_port
 from covid_pipeline_tests.support.s3 import S3_SERVERS, S3Server, new_bucket, use_s3_server
 
@@ -152,7 +159,7 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A DuckDB catalog over two weeks of April 2020, written as the pipeline writes them.
 
     Two tables, as two deployments would make them: USA alone (ISO_CODE=USA), and every
-    country in one table (ISO_CODE=ALL).
+    country in one table (ISO_CODE=ALL); and USA's country-day table, rolled up by the core.
     """
     root = tmp_path_factory.mktemp("warehouse")
     write_days(root, CATALOG_DAYS)
@@ -163,6 +170,13 @@ def catalog(tmp_path_factory: pytest.TempPathFactory) -> Path:
     database = root / "catalog.duckdb"
     duckdb_catalog.register(database, root / "covid_daily_reports/usa", CATALOG_TABLE)
     duckdb_catalog.register(database, root / "covid_daily_reports/all", WORLD_TABLE)
+    days = [str(day) for day in CATALOG_DAYS]
+    raw = day_files.LakeDays(store, "covid_daily_reports/usa", tuple(days), None, read_ahead=4)
+    for made in country_daily.roll_up(raw, set(days), population.populations()):
+        day_files.write_day(store, "covid_country_daily/usa", made.day, made.table, "USA")
+    duckdb_catalog.register(
+        database, root / "covid_country_daily/usa", COUNTRY_TABLE, country_daily.SCHEMA
+    )
     return database
 
 
@@ -242,6 +256,7 @@ def dagster_dev(
         "API_URL": replay.url,
         "WAREHOUSE_DIR": str(dev.warehouse),
         "FETCH_CONCURRENCY": "4",
+        "AUTOMATION_INTERVAL": "5",  # the followers within seconds, not half a minute
         "VIRTUAL_ENV": sys.prefix,  # dg expects the project's venv to be the active one
         **dagster_dev_env,
     }

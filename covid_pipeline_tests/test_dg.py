@@ -45,7 +45,13 @@ def dg_command(args: list[str], env: dict[str, str], cwd: Path) -> str:
 def test_dg_checks_and_lists_the_definitions(tmp_path: Path) -> None:
     assert "All definitions loaded successfully" in dg_command(["check", "defs"], {}, tmp_path)
     listed = json.loads(dg_command(["list", "defs", "--json"], {}, tmp_path))
-    assert sorted(a["asset_key"] for a in listed["assets"]) == [CATALOG.path[0], DAILY.path[0]]
+    assert sorted(a["asset_key"] for a in listed["assets"]) == [
+        CATALOG.path[0],
+        "covid_country_daily",
+        "covid_country_daily_summary",
+        "covid_country_daily_table",
+        DAILY.path[0],
+    ]
     assert {"covid_lake_observer", "covid_follows_new_days"} <= {
         sensor["name"] for sensor in listed["sensors"]
     }

@@ -23,7 +23,12 @@ from covid_pipeline.core.lake import day_files, parquet, stores
 from covid_pipeline.core.reporting import country_daily
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline.io_managers import HiveParquetIOManager
-from covid_pipeline_tests.support.deployment import DAILY, failure_message, materialize_days
+from covid_pipeline_tests.support.deployment import (
+    DAILY,
+    DagsterHome,
+    failure_message,
+    materialize_days,
+)
 from covid_pipeline_tests.support.lake import replay_table
 
 COUNTRY_DAILY = dg.AssetKey("covid_country_daily")
@@ -84,9 +89,13 @@ def test_reporting_a_run_of_both_assets_writes_a_country_day_file_per_day(
 
 
 def test_reporting_the_whole_history_is_one_run_that_reads_what_it_needs(
-    instance: dg.DagsterInstance, tmp_path: Path
+    dagster_home: DagsterHome, tmp_path: Path
 ) -> None:
-    """1,143 raw days written by the core (as a Lambda would); the country days in one run."""
+    """1,143 raw days written by the core (as a Lambda would); the country days in one run.
+
+    On the project's instance, as the CLI runs it.
+    """
+    instance = dagster_home.instance()
     store = stores.LocalStore(tmp_path)
     every_day = [day.isoformat() for day in day_range(FIRST_DAY, LAST_DAY)]
     for day in every_day:
@@ -100,6 +109,12 @@ def test_reporting_the_whole_history_is_one_run_that_reads_what_it_needs(
     assert all(c.passed for c in result.get_asset_check_evaluations())
 
 
+@pytest.mark.reliability(
+    "Lake",
+    "`covid_country_daily` over days whose raw day is missing (no data, or not backfilled)",
+    "those days are skipped, no file, and their materialization says why; the others are "
+    "written, the averages resting on the days that exist (`days_in_average`)",
+)
 def test_reporting_a_day_without_a_raw_day_is_skipped_and_says_why(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:
@@ -120,6 +135,11 @@ def test_reporting_a_day_without_a_raw_day_is_skipped_and_says_why(
     assert list(store.days("covid_country_daily/usa")) == ["2021-01-01", "2021-01-03"]
 
 
+@pytest.mark.reliability(
+    "Bad input",
+    "`covid_country_daily` into a COUNTRY_DAILY_PREFIX that holds another country set's days",
+    "refused before anything is read or written, naming both sets and a file of the other",
+)
 def test_reporting_refuses_a_prefix_of_another_country_sets_days(
     instance: dg.DagsterInstance, tmp_path: Path
 ) -> None:

@@ -206,6 +206,12 @@ VARIABLES: tuple[Variable, ...] = (
         _CATALOG, default="60", kind=int, low=5, high=86400,
     ),
     Variable(
+        "AUTOMATION_INTERVAL", "automation_interval_s",
+        "Seconds between the evaluations of covid_follows_new_days, the sensor that catalogs "
+        "new raw days and recomputes the country days they feed.",
+        _CATALOG, default="30", kind=int, low=5, high=86400,
+    ),
+    Variable(
         "FETCH_CONCURRENCY", "fetch_concurrency",
         "Requests in flight at once: the API's budget, shared by every run of a Dagster "
         "deployment (its covid_api pool), and by each Lambda invocation on its own. 8 is "
@@ -322,6 +328,7 @@ class Settings:
     crawler_timeout_s: float
     athena_workgroup: str
     lake_sensor_interval_s: int
+    automation_interval_s: int
     max_days_per_invocation: int
     execution_mode: str
     lambda_chunk_days: int

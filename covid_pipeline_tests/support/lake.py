@@ -53,3 +53,4 @@ def write_stray_file(path: Path, kind: str) -> None:
 
 
 WORLD_TABLE = "covid_daily_reports_all"
+COUNTRY_TABLE = "covid_country_daily_usa"
