@@ -15,7 +15,7 @@ from covid_pipeline.core.reporting import country_daily
 from covid_pipeline.definitions import build_definitions
 from covid_pipeline_tests.support.deployment import materialize_days
 from covid_pipeline_tests.support.lake import write_stray_file
-from covid_pipeline_tests.support.s3 import s3_keys
+from covid_pipeline_tests.support.s3 import days_under
 
 DAILY, CATALOG = dg.AssetKey("covid_daily_reports"), dg.AssetKey("covid_catalog_table")
 
@@ -37,11 +37,6 @@ def backfill(
     result = materialize_days(defs, first, last, instance=instance, selection=selection)
     assert result.success
     return result
-
-
-def days_under(bucket: str, prefix: str) -> list[str]:
-    """The days that have a file under `prefix` in the bucket."""
-    return sorted(key.split("date=")[1][:10] for key in s3_keys(bucket) if key.startswith(prefix))
 
 
 def catalog_metadata(result: dg.ExecuteInProcessResult) -> dict:
@@ -114,11 +109,11 @@ def test_catalog_asset_registers_one_glue_partition_per_written_day(
         4,
         4,
     )
-    written = days_under(s3_bucket, "covid_daily_reports/usa/")
+    written = days_under(s3_bucket, "covid_daily_reports/usa")
     glue = boto3.client("glue")
     assert registered_days(glue, "covid_test", "covid_daily_reports_usa") == written
     # The country-day table beside it: one file per raw day, each registered, its own columns.
-    assert days_under(s3_bucket, "covid_country_daily/usa/") == written
+    assert days_under(s3_bucket, "covid_country_daily/usa") == written
     assert registered_days(glue, "covid_test", "covid_country_daily_usa") == written
     table = glue.get_table(DatabaseName="covid_test", Name="covid_country_daily_usa")["Table"]
     columns = table["StorageDescriptor"]["Columns"]

@@ -30,7 +30,7 @@ from covid_pipeline_replay.server import ReplayServer
 from covid_pipeline.core.dates import day_range
 from covid_pipeline_tests.support.deployment import LOCATION, ON_BOTH_INSTANCES, DagsterDev
 from covid_pipeline_tests.support.fakes import FakeContext
-from covid_pipeline_tests.support.s3 import s3_keys
+from covid_pipeline_tests.support.s3 import days_under
 
 pytestmark = pytest.mark.slow
 
@@ -88,15 +88,6 @@ def partition_statuses(dev: DagsterDev) -> dict[str, str]:
         last = dt.date.fromisoformat(status_range["endKey"])
         statuses |= {day.isoformat(): status_range["status"] for day in day_range(first, last)}
     return statuses
-
-
-def raw_days_in(bucket: str) -> list[str]:
-    """The raw days in the bucket (the country days the automation writes beside them aside)."""
-    return sorted(
-        key.split("date=")[1][:10]
-        for key in s3_keys(bucket)
-        if key.startswith("covid_daily_reports/")
-    )
 
 
 def runs_of_the_raw_days(instance: dg.DagsterInstance) -> list[dg.DagsterRun]:
@@ -191,8 +182,7 @@ def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
         return sorted(str(record.partition_key) for record in records)
 
     wait_until(lambda: country_days() == fed, timeout_s=150, what="the country days followed")
-    keys = [key for key in s3_keys(s3_bucket) if key.startswith("covid_country_daily/usa/")]
-    assert sorted(key.split("date=")[1][:10] for key in keys) == days  # the rest: no raw day
+    assert days_under(s3_bucket, "covid_country_daily/usa") == days  # the rest: no raw day
     assert replay.stats()["requests"] == 0
 
 
@@ -222,7 +212,7 @@ def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetche
     instance = dagster_dev.instance()
 
     def landed() -> list[str]:
-        return raw_days_in(s3_bucket)
+        return days_under(s3_bucket, PREFIX)
 
     backfill = dagster_dev.launch_backfill(days)
     wait_until(lambda: len(landed()) >= 12, timeout_s=180, what="12 days landed")
@@ -304,5 +294,5 @@ def test_every_run_of_a_deployment_shares_the_apis_budget(
     stats = replay.stats()  # every day fetched once, never more than 4 requests at once
     assert stats["requests"] == stats["distinct_days"] == len(ui_days) + len(cli_days)
     assert stats["max_in_flight"] == 4, stats  # each run uses the whole budget, one at a time
-    written = raw_days_in(s3_bucket)
+    written = days_under(s3_bucket, PREFIX)
     assert written == sorted(ui_days + cli_days)

@@ -56,3 +56,10 @@ def s3_keys(bucket: str) -> dict[str, str]:
         for page in paginator.paginate(Bucket=bucket)
         for item in page.get("Contents", [])
     }
+
+
+def days_under(bucket: str, prefix: str) -> list[str]:
+    """The days that have a file under `prefix/` in the bucket, in order."""
+    return sorted(
+        key.split("date=")[1][:10] for key in s3_keys(bucket) if key.startswith(f"{prefix}/")
+    )
