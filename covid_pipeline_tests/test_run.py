@@ -4,6 +4,7 @@ import datetime as dt
 import threading
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from covid_pipeline_replay import jhu
@@ -13,7 +14,7 @@ from covid_pipeline.core.dates import day_range
 from covid_pipeline.core.engine import report, workers, writes
 from covid_pipeline.core.engine.run import RangeOptions, run_range
 from covid_pipeline.core.engine.stream import DayStream, FetchedDay
-from covid_pipeline.core.lake import day_files, stores
+from covid_pipeline.core.lake import day_files, parquet, stores
 from covid_pipeline.core.source.api import CovidApiClient
 from covid_pipeline.core.source.retry import RetryPolicy
 from covid_pipeline_tests.support.api import api_client
@@ -28,6 +29,11 @@ def client(replay: ReplayServer) -> CovidApiClient:
     )
 
 
+def table_of(fetched: FetchedDay) -> pa.Table:
+    """The table in the day's file, as the worker encoded it."""
+    return parquet.decode_parquet(fetched.file.data)
+
+
 def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> DayStream:
     return DayStream(client(replay), days, concurrency=4, **options)
 
@@ -35,7 +41,7 @@ def stream(replay: ReplayServer, days: list[dt.date] = DAYS, **options) -> DaySt
 @pytest.mark.parametrize("cpu_workers", [0, 2], ids=["decoded in threads", "in processes"])
 def test_run_streams_each_day_once_concurrently(replay: ReplayServer, cpu_workers: int) -> None:
     days = stream(replay, cpu_workers=cpu_workers)
-    arrived = {fetched.day: fetched.table for fetched in days}
+    arrived = {fetched.day: table_of(fetched) for fetched in days}
     assert days.failures == {} and days.unfinished == []
     assert sorted(arrived) == [d.isoformat() for d in DAYS]
     assert all(arrived[day].equals(replay_table(day)) for day in arrived)
@@ -108,7 +114,7 @@ def test_run_writes_days_with_rows_and_skips_empty_ones(
     landed: dict[str, day_files.WrittenFile | None] = {}
     failures = writes.write_stream(
         stream(replay),
-        lambda day: day_files.write_day(store, "p", day.day, day.table, "USA"),
+        lambda day: day_files.put_day(store, "p", day.day, day.file),
         concurrency=3,
         total=len(DAYS),
         on_written=lambda day, file: landed.__setitem__(day.day, file),
@@ -125,12 +131,14 @@ def test_run_write_failures_name_each_day_after_trying_all(tmp_path: Path) -> No
     (tmp_path / "p").mkdir()
     (tmp_path / "p" / "date=2021-01-11").write_text("a file where a folder belongs")
     store = stores.LocalStore(tmp_path)
-    days = [FetchedDay(d, replay_table(d)) for d in ("2021-01-10", "2021-01-11")]
-    days.append(FetchedDay("2021-01-12", replay_table("2021-01-12")))
+    days = [
+        FetchedDay(d, day_files.encode_day(replay_table(d), "USA"))
+        for d in ("2021-01-10", "2021-01-11", "2021-01-12")
+    ]
     landed: list[str] = []
     failures = writes.write_stream(
         days,
-        lambda day: day_files.write_day(store, "p", day.day, day.table, "USA"),
+        lambda day: day_files.put_day(store, "p", day.day, day.file),
         concurrency=2,
         total=3,
         on_written=lambda day, file: landed.append(day.day),
@@ -154,7 +162,7 @@ def test_run_decodes_in_processes_only_where_they_pay(monkeypatch: pytest.Monkey
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 8)
     assert workers.workers_for(None, 1143) == workers.MAX_AUTO_WORKERS
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 2)
-    assert workers.workers_for(None, 1143) == 1  # the other core is the main process's
+    assert workers.workers_for(None, 1143) == 2  # the main process's share is light
     assert workers.workers_for(None, 31) == 0  # a month does not repay starting them
     assert workers.workers_for(0, 1143) == 0 and workers.workers_for(2, 5) == 2  # as told
     monkeypatch.setattr(workers.os, "cpu_count", lambda: 1)
@@ -169,7 +177,7 @@ def test_run_fetches_each_country_of_a_list_once_a_day_into_one_table(
 ) -> None:
     client = api_client(replay.url, "USA,CAN", retry=RetryPolicy(max_retries=0, backoff_s=0))
     days = DayStream(client, DAYS[:3], concurrency=4)
-    arrived = {fetched.day: fetched.table for fetched in days}
+    arrived = {fetched.day: table_of(fetched) for fetched in days}
     assert sorted(arrived) == [d.isoformat() for d in DAYS[:3]]
     for day, table in arrived.items():
         assert set(table["iso"].to_pylist()) == {"CAN", "USA"}
@@ -193,7 +201,7 @@ def test_run_fails_a_day_of_a_list_whole_naming_the_country(replay: ReplayServer
 def test_run_fetches_the_whole_world_with_one_request_a_day(replay: ReplayServer) -> None:
     client = api_client(replay.url, "ALL", retry=RetryPolicy(max_retries=0, backoff_s=0))
     [fetched] = list(DayStream(client, [dt.date(2021, 1, 15)], concurrency=2))
-    countries = set(fetched.table["iso"].to_pylist())
+    countries = set(table_of(fetched)["iso"].to_pylist())
     assert {"USA", "CAN", "DEU", "IND", "BRA"} <= countries and len(countries) > 150
-    assert fetched.table.num_rows == len(jhu.reports("", dt.date(2021, 1, 15)))
+    assert fetched.rows == len(jhu.reports("", dt.date(2021, 1, 15)))
     assert replay.stats()["requests"] == 1 and fetched.check_failures == {}

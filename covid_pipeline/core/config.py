@@ -225,9 +225,9 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "CPU_WORKERS", "cpu_workers",
-        "Processes that decode the days' JSON; 0: one thread beside the fetches. auto: one per "
-        "CPU but one (up to 4) for ranges of 120 days or more on more than one CPU; 0 in AWS "
-        "Lambda, which cannot run them.",
+        "Processes that decode the days' JSON and encode their files; 0: one thread beside the "
+        "fetches. auto: one per CPU (up to 4) for ranges of 120 days or more on more than one "
+        "CPU; 0 in AWS Lambda, which cannot run them.",
         _THROUGHPUT, default="auto", example="0", kind=int, low=0, high=16, auto=True,
     ),
     Variable(

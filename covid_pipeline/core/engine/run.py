@@ -27,7 +27,7 @@ import pyarrow as pa
 from covid_pipeline.core.engine.report import ProgressCallback, run_failure_message
 from covid_pipeline.core.engine.stream import DayStream, FetchedDay
 from covid_pipeline.core.engine.writes import write_stream
-from covid_pipeline.core.lake.day_files import WrittenFile, write_day, write_day_via_file
+from covid_pipeline.core.lake.day_files import WrittenFile, encode_day, put_day, put_day_via_file
 from covid_pipeline.core.lake.parquet import DIRECT_WRITER
 from covid_pipeline.core.lake.stores import Store
 from covid_pipeline.core.schema import checks
@@ -137,9 +137,9 @@ def run_range(
         days: the range.
         options: the concurrency knobs.
         writer: who is writing, stamped in each file (core.lake.parquet: a Dagster run, a Lambda).
-        staging_dir: write each day to a file here first, upload it and delete it (the
-            Lambda's /tmp: neither memory nor the directory grows with the range); None
-            encodes each day in memory.
+        staging_dir: write each day's file here first, upload it and delete it (the
+            Lambda's /tmp: the directory does not grow with the range); None puts each day's
+            bytes directly.
         time_left_s: with it, no day is started unless the slowest day so far (times 1.5,
             plus a margin) still fits; the days not started are `unfinished`.
         on_landed: hears of each day as it lands (None: skipped), in the calling thread.
@@ -164,6 +164,7 @@ def run_range(
         days,
         concurrency=options.fetch_concurrency,
         cpu_workers=options.cpu_workers,
+        writer=writer,
         may_start=fits,
         on_progress=on_progress,
     )
@@ -171,11 +172,9 @@ def run_range(
     def write(fetched: FetchedDay) -> WrittenFile:
         began = time.monotonic()
         if staging_dir is None:
-            file = write_day(store, prefix, fetched.day, fetched.table, stream.countries, writer)
+            file = put_day(store, prefix, fetched.day, fetched.file)
         else:
-            file = write_day_via_file(
-                store, prefix, fetched.day, fetched.table, stream.countries, staging_dir, writer
-            )
+            file = put_day_via_file(store, prefix, fetched.day, fetched.file, staging_dir)
         write_seconds[fetched.day] = time.monotonic() - began
         return file
 
@@ -223,8 +222,9 @@ def write_tables(
     tally = _Tally(on_landed)
     days = sorted(tables)
     failed = write_stream(
-        tally.count(FetchedDay(day, tables[day]) for day in days),
-        lambda fetched: write_day(store, prefix, fetched.day, fetched.table, countries, writer),
+        # Encoded as the writes take them: one day ahead of its write, never the range at once.
+        tally.count(FetchedDay(day, encode_day(tables[day], countries, writer)) for day in days),
+        lambda fetched: put_day(store, prefix, fetched.day, fetched.file),
         concurrency=write_concurrency,
         total=len(days),
         on_written=tally.landed,
@@ -253,7 +253,7 @@ class _Tally:
         iterator = iter(days)
         try:
             for fetched in iterator:
-                self.rows[fetched.day] = fetched.table.num_rows
+                self.rows[fetched.day] = fetched.rows
                 if fetched.check_failures:
                     self.check_failures[fetched.day] = fetched.check_failures
                 yield fetched

@@ -17,10 +17,10 @@ from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPo
 from dataclasses import dataclass, field
 from typing import Any
 
-import pyarrow as pa
-
 from covid_pipeline.core.engine import workers
 from covid_pipeline.core.engine.report import Progress, ProgressCallback
+from covid_pipeline.core.lake.day_files import DayFile
+from covid_pipeline.core.lake.parquet import DIRECT_WRITER
 from covid_pipeline.core.schema import transform
 from covid_pipeline.core.source.api import ApiError, CovidApiClient, DayPayload, FetchStopped
 
@@ -29,12 +29,17 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class FetchedDay:
-    """One day as it arrived: its table (no rows: the API had no data), checks and timing."""
+    """One day as it arrived: its file (no rows: the API had no data), checks and timing."""
 
     day: str
-    table: pa.Table
+    file: DayFile
     check_failures: Mapping[str, str] = field(default_factory=dict)  # check -> why
-    seconds: float = 0.0  # fetching and decoding it took
+    seconds: float = 0.0  # fetching, decoding and encoding it took
+
+    @property
+    def rows(self) -> int:
+        """The day's rows (0: nothing to write)."""
+        return self.file.rows
 
 
 class DayStream:
@@ -54,6 +59,7 @@ class DayStream:
         concurrency: days fetched at once.
         cpu_workers: processes that decode (0: one thread beside the fetches; None: automatic, see
             core.engine.workers).
+        writer: who is writing, stamped in each day's file (core.lake.parquet).
         may_start: asked before each new request; False leaves the rest in `unfinished` (the
             Lambda's deadline).
         on_progress: receives a progress line every few seconds.
@@ -66,6 +72,7 @@ class DayStream:
         *,
         concurrency: int,
         cpu_workers: int | None = None,
+        writer: str = DIRECT_WRITER,
         may_start: Callable[[], bool] | None = None,
         on_progress: ProgressCallback = log.info,
     ) -> None:
@@ -73,6 +80,7 @@ class DayStream:
         self.days = [day.isoformat() for day in days]
         self.concurrency = concurrency
         self.cpu_workers = workers.workers_for(cpu_workers, len(self.days))
+        self.writer = writer
         self.may_start = may_start or (lambda: True)
         self.on_progress = on_progress
         self.failures: dict[str, str] = {}  # day -> cause
@@ -129,14 +137,16 @@ class DayStream:
                         if len(parts) == len(queries):  # every country is in: decode the day
                             del arrived[day]
                             answers = [(query, parts[query].pages) for query in queries]
-                            decoding[decoder.submit(payload.day, answers, self.countries)] = day
+                            decoding[
+                                decoder.submit(payload.day, answers, self.countries, self.writer)
+                            ] = day
                         continue
                     day = decoding.pop(future)
                     decoded = self._settle(day, None, future, progress)
                     if decoded is not None:
                         progress.tick()
-                        table, failing = decoded
-                        yield FetchedDay(day, table, failing, time.monotonic() - began[day])
+                        file, failing = decoded
+                        yield FetchedDay(day, file, failing, time.monotonic() - began[day])
         finally:
             self._stop.set()  # also when the consumer left early: nothing more is asked for
             fetchers.shutdown(wait=False, cancel_futures=True)
@@ -171,4 +181,4 @@ class DayStream:
         return None
 
 
-_Decoded = tuple[pa.Table, dict[str, str]]  # a day's table and the checks it fails
+_Decoded = tuple[DayFile, dict[str, str]]  # a day's file and the checks its table fails

@@ -1,11 +1,12 @@
-"""Where a day's CPU work (decoding and checking its JSON) runs: worker processes, or threads.
+"""Where a day's CPU work (decoding, checking, encoding) runs: worker processes, or a thread.
 
-Once days are heavy (a US day: ~3,200 counties) a backfill is bound by CPU,
-not by the API's latency, and threads share one core through the GIL. So on a machine with
-more than one CPU, a long range decodes in worker processes while the main process fetches,
-writes and records. A short range does not repay starting them, and AWS Lambda cannot run
-them (no /dev/shm for their semaphores): there, days are decoded in one thread beside the
-fetches.
+Once days are heavy (a US day: ~3,200 counties) a backfill is bound by CPU, not by the API's
+latency, and threads share one core through the GIL. So on a machine with more than one CPU,
+a long range decodes in worker processes while the main process fetches, writes and records.
+A worker hands back the day's file, encoded: a fifth of the table's size, and bytes cross back
+without being pickled field by field (the main process is the one every day goes through). A
+short range does not repay starting them, and AWS Lambda cannot run them (no /dev/shm for
+their semaphores): there, days are decoded in one thread beside the fetches.
 """
 
 import datetime as dt
@@ -15,8 +16,7 @@ import signal
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 
-import pyarrow as pa
-
+from covid_pipeline.core.lake.day_files import DayFile, encode_day
 from covid_pipeline.core.schema import decode
 
 # Days a range needs before worker processes pay for their start (~0.4 s of CPU each, to
@@ -28,16 +28,17 @@ MAX_AUTO_WORKERS = 4  # decoding keeps up with the API at two or three; more onl
 def workers_for(setting: int | None, days: int) -> int:
     """Worker processes for a range of `days`: `setting` if given (0: none), else automatic.
 
-    Automatic: one per CPU but one, up to MAX_AUTO_WORKERS. The main process keeps a core busy
-    by itself (fetching, writing, recording); on 2 CPUs a second worker only competed with it
-    for the cores (the history through the CLI: 18.8 s with two workers, 17.8 s with one).
+    Automatic: one per CPU, up to MAX_AUTO_WORKERS. Since the workers encode each day's file
+    too, the main process only fetches, writes and records, about a third of a day's CPU: on 2
+    CPUs the history (local lake) took 8.4 s with two workers and 11.4 s with one
+    (docs/performance.md).
     """
     if setting is not None:
         return setting
     cpus = os.cpu_count() or 1
     if cpus < 2 or days < MIN_DAYS_FOR_PROCESSES or not _processes_can_run():
         return 0
-    return min(cpus - 1, MAX_AUTO_WORKERS)
+    return min(cpus, MAX_AUTO_WORKERS)
 
 
 def _processes_can_run() -> bool:
@@ -69,14 +70,22 @@ class DecodePool:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
 
     def submit(
-        self, day: dt.date, answers: Sequence[decode.Answer], countries: str
-    ) -> "Future[tuple[pa.Table, dict[str, str]]]":
-        """The day's table and the single-day checks it fails (see core.schema.decode), to come."""
-        return self._pool.submit(decode.decode_and_check, day, answers, countries)
+        self, day: dt.date, answers: Sequence[decode.Answer], countries: str, writer: str
+    ) -> "Future[tuple[DayFile, dict[str, str]]]":
+        """The day's file and the single-day checks it fails (see core.schema.decode), to come."""
+        return self._pool.submit(decode_to_file, day, answers, countries, writer)
 
     def close(self) -> None:
         """Stop the workers; work not yet started is dropped."""
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def decode_to_file(
+    day: dt.date, answers: Sequence[decode.Answer], countries: str, writer: str
+) -> tuple[DayFile, dict[str, str]]:
+    """A day's file, stamped by `writer`, and the single-day checks its table fails."""
+    table, failing = decode.decode_and_check(day, answers, countries)
+    return encode_day(table, countries, writer), failing
 
 
 def _ignore_interrupts() -> None:

@@ -64,7 +64,7 @@ def write_stream(
     iterator = iter(days)
     try:
         for fetched in iterator:
-            if not fetched.table.num_rows:
+            if not fetched.rows:
                 on_written(fetched, None)  # skipped: nothing to write
                 continue
             while len(in_flight) >= concurrency:

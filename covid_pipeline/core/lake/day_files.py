@@ -24,7 +24,6 @@ from covid_pipeline.core.lake.parquet import (
     decode_parquet,
     encode_parquet,
     stamp_of,
-    stamped,
 )
 from covid_pipeline.core.lake.stores import StorageAccessError, Store, fatal_local_errors
 
@@ -39,6 +38,24 @@ class WrittenFile:
     bytes: int
 
 
+@dataclass(frozen=True)
+class DayFile:
+    """A day's table encoded as its file, stamped, not yet written (no rows: no file to write).
+
+    What a decoding worker hands back: a day's file is a fifth of its table's size at the real
+    API's volume, and bytes cross a process boundary without being encoded again.
+    """
+
+    rows: int
+    data: bytes
+
+
+def encode_day(table: pa.Table, countries: str, writer: str = DIRECT_WRITER) -> DayFile:
+    """A day's table as its file, stamped with its country set and writer."""
+    data = encode_parquet(table, countries, writer) if table.num_rows else b""
+    return DayFile(rows=table.num_rows, data=data)
+
+
 def write_day(
     store: Store,
     prefix: str,
@@ -48,37 +65,34 @@ def write_day(
     writer: str = DIRECT_WRITER,
 ) -> WrittenFile:
     """Write one day's table as its partition's file, stamped with its country set and writer."""
+    return put_day(store, prefix, day, encode_day(table, countries, writer))
+
+
+def put_day(store: Store, prefix: str, day: str, file: DayFile) -> WrittenFile:
+    """Write one day's encoded file as its partition's file."""
     key = partition_key(prefix, day)
-    data = encode_parquet(table, countries, writer)
-    store.put(key, data)
-    return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=len(data))
+    store.put(key, file.data)
+    return WrittenFile(day=day, uri=store.uri(key), rows=file.rows, bytes=len(file.data))
 
 
-def write_day_via_file(
-    store: Store,
-    prefix: str,
-    day: str,
-    table: pa.Table,
-    countries: str,
-    staging_dir: Path,
-    writer: str = DIRECT_WRITER,
+def put_day_via_file(
+    store: Store, prefix: str, day: str, file: DayFile, staging_dir: Path
 ) -> WrittenFile:
-    """Write one day's table to a local file first, upload it, then delete the file.
+    """Write one day's encoded file to a local file first, upload it, then delete the file.
 
-    For Lambda, whose memory is precious and whose /tmp is not: only one encoded day per
-    worker ever exists, on disk, and only until it is uploaded.
+    For Lambda (the design's /tmp, then upload): the staging directory never holds more than
+    the days being uploaded.
     """
     key = partition_key(prefix, day)
     path = staging_dir / f"{day}.parquet"
     try:
         # A full /tmp would fail every day alike: stop the range, as a full warehouse does.
         with fatal_local_errors(f"the staging directory {staging_dir}", path, _STAGING_ADVICE):
-            pq.write_table(stamped(table, countries, writer), path, compression="snappy")
-        size = path.stat().st_size
+            path.write_bytes(file.data)
         store.put_file(key, path)
     finally:
         path.unlink(missing_ok=True)
-    return WrittenFile(day=day, uri=store.uri(key), rows=table.num_rows, bytes=size)
+    return WrittenFile(day=day, uri=store.uri(key), rows=file.rows, bytes=len(file.data))
 
 
 def check_ready(store: Store, prefix: str, countries: str) -> None:

@@ -24,7 +24,7 @@ from covid_pipeline.core.schema import checks, transform
 from covid_pipeline.core.schema.transform import SCHEMA
 
 
-class _City(msgspec.Struct):
+class _City(msgspec.Struct, gc=False):
     name: str
     confirmed: int | None
     deaths: int | None
@@ -36,7 +36,7 @@ class _City(msgspec.Struct):
     last_update: str | None = None
 
 
-class _Region(msgspec.Struct):
+class _Region(msgspec.Struct, gc=False):
     iso: str
     name: str
     province: str | None
@@ -45,7 +45,7 @@ class _Region(msgspec.Struct):
     cities: list[_City] | None = None
 
 
-class _Record(msgspec.Struct):
+class _Record(msgspec.Struct, gc=False):
     date: str
     region: _Region
     confirmed: int | None
