@@ -104,7 +104,8 @@ def covid_country_daily(
     progress = Progress("read", len(raw), context.log.info)
     made = list(country_daily.roll_up(_counted(raw, progress), set(days), population.populations()))
     by_day = {made_day.day: made_day for made_day in made}
-    tables = {day: by_day[day].table if day in by_day else _EMPTY for day in days}
+    empty = country_daily.SCHEMA.empty_table()
+    tables = {day: by_day[day].table if day in by_day else empty for day in days}
     figures = {day: _day_figures(by_day.get(day)) for day in days}
     yield dg.Output(DayTables(tables, countries, metadata=figures))
     _log_corrections(context, made)
@@ -117,9 +118,6 @@ def covid_country_daily(
     ]
     context.log.info(f"{changed} country-days had regions appear or vanish (docs/data.md)")
     yield from check_results(outcomes, _CHECKS)
-
-
-_EMPTY = country_daily.SCHEMA.empty_table()
 
 
 def _counted(raw: LakeDays, progress: Progress) -> Iterator[tuple[str, pa.Table | None]]:

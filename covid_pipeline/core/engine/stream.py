@@ -9,11 +9,12 @@ iteration early) makes no new request: queued days are dropped, days in flight a
 
 import datetime as dt
 import logging
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, ThreadPoolExecutor, wait
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -108,6 +109,10 @@ class DayStream:
         arrived: dict[str, dict[str | None, DayPayload]] = {}  # a day's countries so far
         decoding: dict[Future[_Decoded], str] = {}
         began: dict[str, float] = {}
+        # Each future puts itself here as it finishes: taking the next one costs the same
+        # however many are in flight (wait(FIRST_COMPLETED) visits every one, each time: a
+        # second of the main process's CPU over the history).
+        finished: queue.SimpleQueue[Future[Any]] = queue.SimpleQueue()
         try:
             while True:
                 while (
@@ -121,32 +126,32 @@ class DayStream:
                     if day in self.failures:
                         continue  # a day is all or nothing: its other countries are moot
                     began.setdefault(day, time.monotonic())
-                    fetching[fetchers.submit(self._fetch, day, iso)] = (day, iso)
+                    fetch = fetchers.submit(self._fetch, day, iso)
+                    fetch.add_done_callback(finished.put)
+                    fetching[fetch] = (day, iso)
                 if not fetching and not decoding:
                     break
-                in_flight: list[Future[Any]] = [*fetching, *decoding]
-                done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    if future in fetching:
-                        day, iso = fetching.pop(future)
-                        payload = self._settle(day, iso, future, progress)
-                        if payload is None or day in self.failures:
-                            continue
-                        parts = arrived.setdefault(day, {})
-                        parts[iso] = payload
-                        if len(parts) == len(queries):  # every country is in: decode the day
-                            del arrived[day]
-                            answers = [(query, parts[query].pages) for query in queries]
-                            decoding[
-                                decoder.submit(payload.day, answers, self.countries, self.writer)
-                            ] = day
+                future = finished.get()
+                if future in fetching:
+                    day, iso = fetching.pop(future)
+                    payload = self._settle(day, iso, future, progress)
+                    if payload is None or day in self.failures:
                         continue
-                    day = decoding.pop(future)
-                    decoded = self._settle(day, None, future, progress)
-                    if decoded is not None:
-                        progress.tick()
-                        file, failing = decoded
-                        yield FetchedDay(day, file, failing, time.monotonic() - began[day])
+                    parts = arrived.setdefault(day, {})
+                    parts[iso] = payload
+                    if len(parts) == len(queries):  # every country is in: decode the day
+                        del arrived[day]
+                        answers = [(query, parts[query].pages) for query in queries]
+                        decode = decoder.submit(payload.day, answers, self.countries, self.writer)
+                        decode.add_done_callback(finished.put)
+                        decoding[decode] = day
+                    continue
+                day = decoding.pop(future)
+                decoded = self._settle(day, None, future, progress)
+                if decoded is not None:
+                    progress.tick()
+                    file, failing = decoded
+                    yield FetchedDay(day, file, failing, time.monotonic() - began[day])
         finally:
             self._stop.set()  # also when the consumer left early: nothing more is asked for
             fetchers.shutdown(wait=False, cancel_futures=True)
