@@ -4,12 +4,17 @@ Run by bench.py in the peers' own virtualenv (.venv-peers, pinned in peers.lock)
 project's dependencies: `python benchmarks/peers.py VARIANT`. Each variant backfills the same
 days from the same replay API into the same S3 server, FETCH_CONCURRENCY requests in flight,
 as the project does. Settings come from the environment: API_URL, ISO_CODE, FIRST_DAY,
-LAST_DAY, FETCH_CONCURRENCY, BUCKET_NAME, PEER_PREFIX, AWS_ENDPOINT_URL.
+LAST_DAY, FETCH_CONCURRENCY, BUCKET_NAME, PEER_PREFIX, AWS_ENDPOINT_URL, and PEER_DIR (the
+local directory of the *_local variants).
 
   pyarrow_per_day   requests + pyarrow: each day written as one Parquet file as it arrives
   pyarrow_dataset   requests + pyarrow: every day fetched, then one write_dataset (hive)
   awswrangler       requests + pandas, then wr.s3.to_parquet(dataset=True, partition_cols)
   dlt               a dlt resource with parallel (deferred) fetches, filesystem destination
+  pyarrow_per_day_local, pyarrow_dataset_local
+                    the same two writing to PEER_DIR
+  pandas_local      requests + pandas, then DataFrame.to_parquet(partition_cols) into PEER_DIR
+                    (awswrangler's call without S3: awswrangler refuses local paths)
 """
 
 import datetime as dt
@@ -30,6 +35,7 @@ CONCURRENCY = int(os.environ["FETCH_CONCURRENCY"])
 BUCKET = os.environ["BUCKET_NAME"]
 PREFIX = os.environ["PEER_PREFIX"]
 ENDPOINT = os.environ["AWS_ENDPOINT_URL"]
+LOCAL = os.environ.get("PEER_DIR", "")  # the *_local variants' directory
 
 
 def days() -> list[str]:
@@ -53,15 +59,19 @@ def pyarrow_per_day() -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    s3 = boto3.client("s3", config=_pool(CONCURRENCY))
+    s3 = None if LOCAL else boto3.client("s3", config=_pool(CONCURRENCY))
 
     def backfill(day: str) -> None:
         records = fetch(day)
         if not records:
             return
+        key = f"{PREFIX}/date={day}/data.parquet"
+        if s3 is None:  # local: pyarrow writes the file itself
+            os.makedirs(os.path.dirname(f"{LOCAL}/{key}"), exist_ok=True)
+            pq.write_table(pa.Table.from_pylist(records), f"{LOCAL}/{key}", compression="snappy")
+            return
         buffer = io.BytesIO()
         pq.write_table(pa.Table.from_pylist(records), buffer, compression="snappy")
-        key = f"{PREFIX}/date={day}/data.parquet"
         s3.put_object(Bucket=BUCKET, Key=key, Body=buffer.getvalue())
 
     with ThreadPoolExecutor(CONCURRENCY) as pool:
@@ -77,11 +87,15 @@ def pyarrow_dataset() -> None:
     with ThreadPoolExecutor(CONCURRENCY) as pool:
         tables = [pa.Table.from_pylist(records) for records in pool.map(fetch, days()) if records]
     table = pa.concat_tables(tables, promote_options="permissive")
-    s3 = fs.S3FileSystem(endpoint_override=ENDPOINT, region="us-east-1")
+    if LOCAL:
+        where, filesystem = f"{LOCAL}/{PREFIX}", fs.LocalFileSystem()
+    else:
+        where = f"{BUCKET}/{PREFIX}"
+        filesystem = fs.S3FileSystem(endpoint_override=ENDPOINT, region="us-east-1")
     ds.write_dataset(
         table,
-        f"{BUCKET}/{PREFIX}",
-        filesystem=s3,
+        where,
+        filesystem=filesystem,
         format="parquet",
         partitioning=["date"],
         partitioning_flavor="hive",
@@ -106,6 +120,17 @@ def awswrangler() -> None:
         partition_cols=["date"],
         mode="overwrite_partitions",
         boto3_session=session,
+    )
+
+
+def pandas_local() -> None:
+    """Every day fetched into pandas, then one to_parquet(partition_cols=[date]) locally."""
+    import pandas as pd
+
+    with ThreadPoolExecutor(CONCURRENCY) as pool:
+        frames = [pd.DataFrame(records) for records in pool.map(fetch, days()) if records]
+    pd.concat(frames, ignore_index=True).to_parquet(
+        f"{LOCAL}/{PREFIX}", partition_cols=["date"], compression="snappy"
     )
 
 
@@ -157,6 +182,9 @@ VARIANTS = {
     "pyarrow_dataset": pyarrow_dataset,
     "awswrangler": awswrangler,
     "dlt": dlt,
+    "pyarrow_per_day_local": pyarrow_per_day,  # PEER_DIR set: the same code, to local files
+    "pyarrow_dataset_local": pyarrow_dataset,
+    "pandas_local": pandas_local,
 }
 
 if __name__ == "__main__":

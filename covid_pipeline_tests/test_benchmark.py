@@ -25,7 +25,19 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     countries = ("core_usa_month", "core_world_month", "core_3_countries")
     reporting = ("cli_world", "country_daily", "country_daily_world")
     for profile, expected in (
-        ("volume", ("core", "cli", "cli_postgres", "cli_dagster_sqlite", *countries, *reporting)),
+        (
+            "volume",
+            (
+                "core",
+                "cli",
+                "cli_postgres",
+                "cli_dagster_sqlite",
+                "core_local",
+                "cli_local",
+                *countries,
+                *reporting,
+            ),
+        ),
         ("fixture", ("naive", "core", "cli")),
     ):
         results = report["profiles"][profile]["results"]
@@ -34,6 +46,9 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
             variant = results[name]
             # What it wrote was read back and matched the replay's own days, rows and counts.
             assert variant["correct"] and variant["written"]["days"] == 3, (profile, name)
+            # Like with like: the *_local variants wrote to (and were read back from) a local
+            # directory, the others the S3 server.
+            assert variant["destination"] == ("local" if name.endswith("_local") else "s3")
             per_day = 3 if name == "core_3_countries" else 1  # one request per (day, country)
             if name.startswith("country_daily"):
                 per_day = 0  # the reporting table reads the lake, never the API
@@ -41,7 +56,9 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
             assert requests == (3 * per_day, min(per_day, 1)), (profile, name)
             assert variant["peak_mem_mb"] > 0 and variant["cpu_s"] > 0
     targets = report["profiles"]["volume"]["targets"]
-    assert "cli on Postgres <= 1.0 x on the embedded default" in targets
+    assert "core_local <= 1.5 x the request floor" in targets
+    assert "cli_local's cost over core_local <= 4 ms a day, local" in targets
+    assert "cli_postgres's cost over core <= 6 ms a day, S3, on PostgreSQL" in targets
     assert "cli on the project's SQLite storage < 1.0 x on Dagster's own" in targets
     assert targets["three countries: one request per (day, country)"]["met"]
     assert targets["world month (ALL): one request per day"]["met"]

@@ -119,7 +119,8 @@ def dagster_dev_env() -> dict[str, str]:
     return {"ISO_CODE": "USA,CAN"}  # two countries in one lake
 
 
-@ON_BOTH_INSTANCES
+# On production's instance: test_browser.py launches a UI backfill on the embedded one.
+@pytest.mark.parametrize("dagster_home", ["postgres"], indirect=True)
 def test_ui_backfill_runs_through_the_daemon(dagster_dev: DagsterDev, replay: ReplayServer) -> None:
     warehouse = dagster_dev.warehouse
     days = [d.isoformat() for d in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 7))]
