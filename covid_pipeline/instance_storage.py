@@ -88,13 +88,17 @@ class ConnectedSqliteEventLogStorage(SqliteEventLogStorage):
                 self._batch = None
 
     def _store_materializations(self, events: Sequence[EventLogEntry]) -> None:
-        rows = self.prepare_insert_event_batch(events)
+        # The rows of Dagster's own multi-row INSERT, executed as one prepared statement for
+        # many rows: SQLAlchemy compiles it once, not with a thousand rows of parameters.
+        rows = [self._event_to_row(event) for event in events]
+        insert = SqlEventLogStorageTable.insert()
         with self.run_connection(events[0].run_id) as connection:
-            connection.execute(rows)
+            connection.execute(insert, rows)
         with self.index_transaction() as connection:
-            inserted = connection.execute(rows.returning(SqlEventLogStorageTable.c.id))
-            # One statement under SQLite's write lock: the rows' ids ascend in their order.
-            ids = sorted(row[0] for row in inserted)
+            inserted = connection.execute(
+                insert.returning(SqlEventLogStorageTable.c.id, sort_by_parameter_order=True), rows
+            )
+            ids = [row[0] for row in inserted]
             self._store_asset_event_tags(connection, events, ids)
             last = {
                 event.get_dagster_event().asset_key: (event, id_)
