@@ -198,3 +198,14 @@ def test_storage_tells_a_day_of_ours_from_any_other_file(tmp_path: Path, table) 
     ]:
         with pytest.raises(parquet.NotADayFile, match=reason):
             parquet.day_footer(source)
+
+
+def test_storage_a_day_without_rows_written_directly_is_still_a_stamped_file(
+    tmp_path: Path,
+) -> None:
+    """Runs skip such days; a caller that writes one anyway gets a real file, not zero bytes."""
+    store = stores.LocalStore(tmp_path)
+    written = day_files.write_day(store, "p", "2021-01-15", SCHEMA.empty_table(), "CAN")
+    data = store.get(layout.partition_key("p", "2021-01-15"))
+    assert data is not None and written.rows == 0 and written.bytes == len(data) > 0
+    assert parquet.countries_of(parquet.decode_parquet(data)) == "CAN"

@@ -40,7 +40,7 @@ class WrittenFile:
 
 @dataclass(frozen=True)
 class DayFile:
-    """A day's table encoded as its file, stamped, not yet written (no rows: no file to write).
+    """A day's table encoded as its file, stamped, not yet written (no rows: skipped, unwritten).
 
     What a decoding worker hands back: a day's file is a fifth of its table's size at the real
     API's volume, and bytes cross a process boundary without being encoded again.
@@ -51,9 +51,8 @@ class DayFile:
 
 
 def encode_day(table: pa.Table, countries: str, writer: str = DIRECT_WRITER) -> DayFile:
-    """A day's table as its file, stamped with its country set and writer."""
-    data = encode_parquet(table, countries, writer) if table.num_rows else b""
-    return DayFile(rows=table.num_rows, data=data)
+    """A day's table as its file, stamped with its country set and writer (rows or none)."""
+    return DayFile(rows=table.num_rows, data=encode_parquet(table, countries, writer))
 
 
 def write_day(
