@@ -639,12 +639,12 @@ def _targets(
             f"{wall['core_local']:.1f} / {floor:.2f} s = {ratio:.2f}",
             ratio <= 1.5,
         )
-    days = results.get("cli_local", results.get("cli", {})).get("written", {}).get("days", 0)
     for name, core, limit, where in (
         ("cli_local", "core_local", LOCAL_CLI_COST_MS, "local"),
         ("cli_postgres", "core", POSTGRES_COST_MS, "S3, on PostgreSQL"),
     ):
-        if name in wall and core in wall and days:
+        days = results[name]["written"]["days"] if name in wall else 0  # wall: read back, correct
+        if days and core in wall:
             cost = (wall[name] - wall[core]) / days * 1000
             targets[f"{name}'s cost over {core} <= {limit:g} ms a day, {where}"] = (
                 f"({wall[name]:.1f} - {wall[core]:.1f} s) / {days} days = {cost:.1f} ms",

@@ -58,8 +58,8 @@ class ConnectedSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         # Re-entrant: a batch holds it while Dagster's code asks for each file's connection.
         self._engines_lock = threading.RLock()
-        self._batch: dict[str, Connection] | None = None  # a batch's open connections
-        self._batch_connections = ExitStack()
+        # During a batch: its open transactions, and each file's connection in them.
+        self._batch: tuple[ExitStack, dict[str, Connection]] | None = None
         super().__init__(base_dir, inst_data)
         # Dagster hands a range's materializations to `store_event_batch` only when this is
         # set (it is read at each event); production sets it too (README). `0` turns it off.
@@ -75,15 +75,14 @@ class ConnectedSqliteEventLogStorage(SqliteEventLogStorage):
         other batch goes through Dagster's `store_event`, event by event. On an error nothing
         of the batch is kept, and Dagster stores the events one by one instead.
         """
-        with self._engines_lock:
-            self._batch = {}
+        with self._engines_lock, ExitStack() as transactions:  # committed as the batch ends
+            self._batch = (transactions, {})
             try:
-                with self._batch_connections:
-                    if _one_runs_materializations(events):
-                        self._store_materializations(events)
-                    else:
-                        for event in events:
-                            self.store_event(event)
+                if _one_runs_materializations(events):
+                    self._store_materializations(events)
+                else:
+                    for event in events:
+                        self.store_event(event)
             finally:
                 self._batch = None
 
@@ -154,11 +153,12 @@ class ConnectedSqliteEventLogStorage(SqliteEventLogStorage):
                 with self._transaction(shard, dagster_connection) as connection:
                     yield connection
                 return
-            if shard not in self._batch:  # kept open, and committed, until the batch ends
-                self._batch[shard] = self._batch_connections.enter_context(
+            transactions, connections = self._batch
+            if shard not in connections:  # kept open, and committed, until the batch ends
+                connections[shard] = transactions.enter_context(
                     self._transaction(shard, dagster_connection)
                 )
-            yield self._batch[shard]
+            yield connections[shard]
 
     @contextmanager
     def _transaction(

@@ -49,12 +49,16 @@ def _materialize(instance: dg.DagsterInstance, days: list[str]) -> None:
         assert dg.materialize([numbers], partition_key=day, instance=instance).success
 
 
+def _dagsters_own_home(where: Path, files: str | None = None) -> Path:
+    """A DAGSTER_HOME at `where` with Dagster's default SQLite storage, over `files` or its own."""
+    where.mkdir()
+    (where / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {files or where}\n")
+    return where
+
+
 def _default_storage_instance(home: str, tmp_path: Path) -> dg.DagsterInstance:
     """An instance over `home`'s files with Dagster's default SQLite storage."""
-    other = tmp_path / "default"
-    other.mkdir()
-    (other / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {home}\n")
-    return dg.DagsterInstance.from_config(str(other))
+    return dg.DagsterInstance.from_config(str(_dagsters_own_home(tmp_path / "default", home)))
 
 
 def test_project_instance_uses_it_and_shares_files_with_dagsters_default(
@@ -203,9 +207,7 @@ def test_a_ranges_materializations_are_stored_in_one_batch_as_dagsters_own_store
     assert len(DAYS.get_partition_keys()) in batches  # the range's days, handed as one batch
 
     # The same run on Dagster's own SQLite storage (which stores a batch event by event).
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {other}\n")
+    other = _dagsters_own_home(tmp_path / "other")
     with dg.DagsterInstance.from_config(str(other)) as default:
         assert _what_dagster_reads(default, _materialize_range(default), other) == ours
     assert ours["partitions"] == DAYS.get_partition_keys() and ours["run_events"] == 12
@@ -229,9 +231,7 @@ def test_a_checks_rows_planned_for_each_day_are_dagsters_own(home: str, tmp_path
             ),
         ),
     )
-    other = tmp_path / "other"
-    other.mkdir()
-    (other / "dagster.yaml").write_text(f"storage:\n  sqlite:\n    base_dir: {other}\n")
+    other = _dagsters_own_home(tmp_path / "other")
     rows = []
     for where in (home, str(other)):
         with dg.DagsterInstance.from_config(where) as instance:
