@@ -16,7 +16,7 @@ only those: a failed day never shows as materialized.
 
 import contextlib
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 import pyarrow as pa
 from dagster_aws.s3 import S3Resource
+from pydantic import PrivateAttr
 
 from covid_pipeline.core import config
 from covid_pipeline.core.config import storage_problems
@@ -51,17 +52,26 @@ class RangeRequest:
 
 
 @dataclass(frozen=True)
-class DayTables:
-    """Tables already at hand, one per day of the output (no rows: skipped), and their set.
+class DayTable:
+    """One day of an output its asset computes: the table (no rows: skipped) and figures."""
 
-    What an asset that computes its days (covid_country_daily) hands the IO manager: the
-    country set's label is stamped in each file, as the raw days' is.
+    day: str
+    table: pa.Table
+    # Figures for the UI, added to the day's materialization beside the file's own.
+    metadata: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DayTables:
+    """What an asset that computes its days (covid_country_daily) hands the IO manager.
+
+    `days` yields one DayTable per day of the output, in day order, and may compute each as
+    it is asked for: the IO manager writes each day as it comes, so computing and writing
+    overlap. The country set's label is stamped in each file, as the raw days' is.
     """
 
-    tables: Mapping[str, pa.Table]
+    days: Iterable[DayTable]
     countries: str
-    # Per-day figures for the UI, added to each day's materialization beside the file's own.
-    metadata: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 class HiveParquetIOManager(dg.ConfigurableIOManager):
@@ -76,9 +86,14 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
     warehouse_dir: str = DEFAULTS.warehouse_dir
     write_concurrency: int = DEFAULTS.write_concurrency
     s3: dg.ResourceDependency[S3Resource]
+    # Made at first use and kept for the run: an S3 client takes 0.2-0.5 s to build, and a
+    # run asks for the store up to three times (preflight, load_input, handle_output).
+    _store: stores.Store | None = PrivateAttr(default=None)
 
     def store(self) -> stores.Store:
         """The bucket or directory this manager writes to (run config is checked again here)."""
+        if self._store is not None:
+            return self._store
         problems = storage_problems(self.bucket_name, self.prefix)
         if problems:
             raise dg.Failure(
@@ -88,7 +103,8 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         where = config.settings_with(
             {"bucket_name": self.bucket_name, "warehouse_dir": self.warehouse_dir}
         )
-        return config.store(where, self.s3.get_client, self.prefix)
+        self._store = config.store(where, self.s3.get_client, self.prefix)
+        return self._store
 
     def preflight(self, countries: str) -> None:
         """Fail now, before anything is fetched, if the store clearly cannot be written.
@@ -108,7 +124,7 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
         """
         days = list(context.asset_partition_keys)
         store = self.store()
-        recorder = _Recorder(context, days, obj.metadata if isinstance(obj, DayTables) else {})
+        recorder = _Recorder(context, days)
         writer = parquet.dagster_writer(context.run_id)
         try:
             with _stop_on_storage_access_error():
@@ -125,10 +141,11 @@ class HiveParquetIOManager(dg.ConfigurableIOManager):
                     )
                 else:
                     outcome = write_tables(
-                        _tables_for_each_day(context, obj, days),
+                        _each_day_once(context, obj, days, recorder),
                         store,
                         self.prefix,
                         obj.countries,
+                        days=days,
                         writer=writer,
                         write_concurrency=self.write_concurrency,
                         on_landed=recorder.record,
@@ -179,18 +196,32 @@ def _stop_on_storage_access_error() -> Iterator[None]:
         raise dg.Failure(description=str(error), allow_retries=False) from None
 
 
-def _tables_for_each_day(
-    context: dg.OutputContext, output: DayTables, days: list[str]
-) -> dict[str, pa.Table]:
-    tables = output.tables if isinstance(output, DayTables) else {}
-    missing = sorted(set(days) - set(tables))
+def _each_day_once(
+    context: dg.OutputContext, output: DayTables, days: list[str], recorder: "_Recorder"
+) -> Iterator[tuple[str, pa.Table]]:
+    """(day, table) of each DayTable as it comes, its figures handed to the recorder.
+
+    Raises:
+        DagsterInvariantViolationError: the output is not DayTables, or its days are not
+            the run's days, each once (the days before the wrong one are written).
+    """
+    expected = iter(days)
+    for day_table in output.days if isinstance(output, DayTables) else ():
+        if day_table.day != next(expected, None):
+            raise _not_each_day(context, f"{day_table.day} came out of order, twice or unasked")
+        recorder.extra[day_table.day] = day_table.metadata
+        yield day_table.day, day_table.table
+    missing = list(expected)
     if missing:
-        raise dg.DagsterInvariantViolationError(
-            f"{context.asset_key.to_user_string()} must return a RangeRequest, or DayTables "
-            f"with a table for every day of its run (an empty table for a day without data); "
-            f"missing: {missing[:10]}"
-        )
-    return {day: tables[day] for day in days}
+        raise _not_each_day(context, f"missing: {missing[:10]}")
+
+
+def _not_each_day(context: dg.OutputContext, problem: str) -> dg.DagsterInvariantViolationError:
+    return dg.DagsterInvariantViolationError(
+        f"{context.asset_key.to_user_string()} must return a RangeRequest, or DayTables with a "
+        f"table for every day of its run, in order (an empty table for a day without data); "
+        f"{problem}"
+    )
 
 
 class _Recorder:
@@ -200,11 +231,10 @@ class _Recorder:
         self,
         context: dg.OutputContext,
         days: list[str],
-        extra: Mapping[str, Mapping[str, Any]],
     ) -> None:
         self.context = context
         self.days = days
-        self.extra = extra
+        self.extra: dict[str, Mapping[str, Any]] = {}  # day -> its figures from the asset
         self.metadata: dict[str, dict[str, Any]] = {}  # day -> its metadata, as they landed
 
     def record(self, day: str, file: day_files.WrittenFile | None) -> None:

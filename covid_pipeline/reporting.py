@@ -9,7 +9,7 @@ when raw day D changes, whichever surface wrote it.
 """
 
 import warnings
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import dagster as dg
 import pyarrow as pa
@@ -20,7 +20,7 @@ from covid_pipeline.core.engine.report import Progress, short_list
 from covid_pipeline.core.lake import parquet
 from covid_pipeline.core.lake.day_files import LakeDays
 from covid_pipeline.core.reporting import checks, country_daily, population
-from covid_pipeline.io_managers import DayTables, HiveParquetIOManager
+from covid_pipeline.io_managers import DayTable, DayTables, HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline.resources import CovidApiResource
 
@@ -102,12 +102,9 @@ def covid_country_daily(
         f"({raw.days[0]}..{raw.days[-1]}: each day reads the {country_daily.LOOKBACK_DAYS} before)"
     )
     progress = Progress("read", len(raw), context.log.info)
-    made = list(country_daily.roll_up(_counted(raw, progress), set(days), population.populations()))
-    by_day = {made_day.day: made_day for made_day in made}
-    empty = country_daily.SCHEMA.empty_table()
-    tables = {day: by_day[day].table if day in by_day else empty for day in days}
-    figures = {day: _day_figures(by_day.get(day)) for day in days}
-    yield dg.Output(DayTables(tables, countries, metadata=figures))
+    made: list[country_daily.CountryDay] = []  # filled as the IO manager writes each day
+    rolled = country_daily.roll_up(_counted(raw, progress), set(days), population.populations())
+    yield dg.Output(DayTables(_day_tables(rolled, days, made), countries))
     _log_corrections(context, made)
     new_counts, changed = checks.new_counts_match_api(made)
     outcomes = [
@@ -118,6 +115,30 @@ def covid_country_daily(
     ]
     context.log.info(f"{changed} country-days had regions appear or vanish (docs/data.md)")
     yield from check_results(outcomes, _CHECKS)
+
+
+def _day_tables(
+    rolled: Generator[country_daily.CountryDay, None, None],
+    days: list[str],
+    made: list[country_daily.CountryDay],
+) -> Iterator[DayTable]:
+    """Each day's table as the roll-up makes it (none: an empty one), kept in `made` too.
+
+    Computed as the IO manager asks for them, so the raw days are read while the first
+    country-days are written; `made` holds them all for the checks once the output is handled.
+    """
+    empty = country_daily.SCHEMA.empty_table()
+    try:
+        next_made = next(rolled, None)
+        for day in days:
+            if next_made is None or next_made.day != day:
+                yield DayTable(day, empty, _day_figures(None))
+                continue
+            made.append(next_made)
+            yield DayTable(day, next_made.table, _day_figures(next_made))
+            next_made = next(rolled, None)
+    finally:
+        rolled.close()  # a stopped write stops the reading too
 
 
 def _counted(raw: LakeDays, progress: Progress) -> Iterator[tuple[str, pa.Table | None]]:

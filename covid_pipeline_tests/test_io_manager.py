@@ -9,7 +9,7 @@ from dagster_aws.s3 import S3Resource
 
 from covid_pipeline.core.lake import day_files, parquet, stores
 from covid_pipeline.core.schema.transform import SCHEMA
-from covid_pipeline.io_managers import DayTables, HiveParquetIOManager
+from covid_pipeline.io_managers import DayTable, DayTables, HiveParquetIOManager
 from covid_pipeline.partitions import DAILY_PARTITIONS
 from covid_pipeline_tests.support.lake import replay_table
 
@@ -28,7 +28,8 @@ def output_context(day: str) -> dg.OutputContext:
 
 def write(manager: HiveParquetIOManager, context: dg.OutputContext, tables: dict) -> None:
     """Run handle_output to its end, as Dagster does (it is a generator)."""
-    list(manager.handle_output(context, DayTables(tables, "USA")))
+    days = [DayTable(day, table) for day, table in tables.items()]
+    list(manager.handle_output(context, DayTables(days, "USA")))
 
 
 def test_io_manager_writes_the_exact_hive_key_with_metadata(tmp_path: Path) -> None:
@@ -54,6 +55,14 @@ def test_io_manager_skips_a_day_without_rows(tmp_path: Path) -> None:
 def test_io_manager_refuses_an_output_missing_a_day(tmp_path: Path) -> None:
     with pytest.raises(dg.DagsterInvariantViolationError, match=r"missing: \['2021-01-15'\]"):
         write(manager(tmp_path), output_context("2021-01-15"), {})
+
+
+def test_io_manager_refuses_a_day_the_run_did_not_ask_for(tmp_path: Path) -> None:
+    """Days are written as they come, so a wrong one stops the output where it stands."""
+    tables = {"2021-01-16": replay_table("2021-01-16")}
+    with pytest.raises(dg.DagsterInvariantViolationError, match="2021-01-16 came out of order"):
+        write(manager(tmp_path), output_context("2021-01-15"), tables)
+    assert not list(tmp_path.rglob("*.parquet"))
 
 
 def input_context(first: str, last: str, columns: list[str] | None = None) -> dg.InputContext:
@@ -90,9 +99,8 @@ def test_io_manager_loads_only_the_columns_the_input_names(tmp_path: Path) -> No
 def test_io_manager_writes_day_tables_with_their_set_and_extra_metadata(tmp_path: Path) -> None:
     context = output_context("2021-01-15")
     tables = DayTables(
-        {"2021-01-15": replay_table("2021-01-15")},
+        [DayTable("2021-01-15", replay_table("2021-01-15"), {"new_cases_7d_avg": 12.5})],
         "CAN,USA",
-        metadata={"2021-01-15": {"new_cases_7d_avg": 12.5}},
     )
     list(manager(tmp_path).handle_output(context, tables))
     path = tmp_path / "covid/usa/date=2021-01-15/data.parquet"

@@ -17,7 +17,7 @@ are reported through `on_landed` first.
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,26 +204,29 @@ def run_range(
 
 
 def write_tables(
-    tables: Mapping[str, pa.Table],
+    tables: Iterable[tuple[str, pa.Table]],
     store: Store,
     prefix: str,
     countries: str,
     *,
+    days: Sequence[str],
     writer: str = DIRECT_WRITER,
     write_concurrency: int,
     on_landed: OnLanded | None = None,
 ) -> RangeOutcome:
-    """Write tables already at hand (day -> table; no rows: skipped) as `run_range` writes days.
+    """Write computed tables as `run_range` writes fetched days (no rows: skipped).
+
+    `tables` yields (day, table) for `days`, and may compute them as it goes: each is
+    encoded when a write slot is free and written at once, so computing and writing overlap
+    and only the days in flight are held.
 
     Raises:
         StorageAccessError: as run_range.
     """
     started = time.monotonic()
     tally = _Tally(on_landed)
-    days = sorted(tables)
     failed = write_stream(
-        # Encoded as the writes take them: one day ahead of its write, never the range at once.
-        tally.count(FetchedDay(day, encode_day(tables[day], countries, writer)) for day in days),
+        tally.count(FetchedDay(day, encode_day(table, countries, writer)) for day, table in tables),
         lambda fetched: put_day(store, prefix, fetched.day, fetched.file),
         concurrency=write_concurrency,
         total=len(days),

@@ -162,63 +162,14 @@ def _country_set_in(store: Store, prefix: str) -> tuple[str | None, str | None]:
 def read_day(
     store: Store, prefix: str, day: str, columns: Sequence[str] | None = None
 ) -> pa.Table | None:
-    """One day's table (only `columns`, if given), or None when that day has no file."""
-    key = partition_key(prefix, day)
-    if columns is not None:
-        return _read_columns(store, key, columns)
-    data = store.get(key)
-    return None if data is None else decode_parquet(data)
+    """One day's table (only `columns`, if given), or None when that day has no file.
 
-
-# The tail read first: a day's footer (~8 KB at the real API's volume), or all of a small file.
-_TAIL_BYTES = 16 * 1024
-
-
-def _read_columns(store: Store, key: str, columns: Sequence[str]) -> pa.Table | None:
-    """Only `columns` of the file: its tail (the footer), then those columns' byte range.
-
-    A day at the real API's volume is ~130 KB, 95% of it the nested counties; the roll-up's
-    columns are ~4 KB of it. So the file's footer says where those columns' chunks lie, one
-    ranged read fetches them, and the table is decoded from a buffer of the file's size
-    holding only what was read (what is not read is never decoded). A footer longer than the
-    tail costs a third read.
+    The whole file is fetched in one GET and only `columns` are decoded: at the real API's
+    volume a day is ~120 KB, and a second request for a column range cost more time than the
+    bytes it saved (docs/performance.md, "Reading the raw days").
     """
-    found = store.get_tail(key, _TAIL_BYTES)
-    if found is None:
-        return None
-    tail, size = found
-    if len(tail) == size:  # a small file: all of it came with the tail
-        return decode_parquet(tail, columns)
-    if len(tail) < 8 or tail[-4:] != b"PAR1":  # not Parquet: let the decoder say so
-        data = store.get(key)
-        return None if data is None else decode_parquet(data, columns)
-    footer = int.from_bytes(tail[-8:-4], "little") + 8
-    if footer > len(tail):
-        tail = store.get_range(key, size - footer, size)
-    metadata = pq.read_metadata(pa.BufferReader(tail))
-    start, stop = _column_span(metadata, columns)
-    sparse = bytearray(size)
-    sparse[:4] = b"PAR1"
-    sparse[start:stop] = store.get_range(key, start, stop)
-    sparse[size - len(tail) :] = tail
-    return decode_parquet(bytes(sparse), columns)
-
-
-def _column_span(metadata: pq.FileMetaData, columns: Sequence[str]) -> tuple[int, int]:
-    """The byte range [start, stop) that holds every chunk of `columns` in every row group."""
-    wanted = set(columns)
-    spans = []
-    for group in range(metadata.num_row_groups):
-        row_group = metadata.row_group(group)
-        for index in range(row_group.num_columns):
-            chunk = row_group.column(index)
-            if chunk.path_in_schema.split(".")[0] not in wanted:
-                continue
-            first = chunk.data_page_offset
-            if chunk.has_dictionary_page and chunk.dictionary_page_offset is not None:
-                first = min(first, chunk.dictionary_page_offset)
-            spans.append((first, first + chunk.total_compressed_size))
-    return min(start for start, _ in spans), max(stop for _, stop in spans)
+    data = store.get(partition_key(prefix, day))
+    return None if data is None else decode_parquet(data, columns)
 
 
 @dataclass(frozen=True)

@@ -108,14 +108,6 @@ class Store(Protocol):
         """The bytes under `key`, or None when there is no such file."""
         ...
 
-    def get_tail(self, key: str, length: int) -> tuple[bytes, int] | None:
-        """The last `length` bytes under `key` (all, if fewer) and its size; None: no file."""
-        ...
-
-    def get_range(self, key: str, start: int, stop: int) -> bytes:
-        """The bytes under `key` from `start` up to `stop` (excluded)."""
-        ...
-
     def days(self, prefix: str) -> Iterator[str]:
         """The days that have a file under `prefix`."""
         ...
@@ -167,20 +159,6 @@ class LocalStore:
     def get(self, key: str) -> bytes | None:  # noqa: D102
         path = self.root / key
         return path.read_bytes() if path.is_file() else None
-
-    def get_tail(self, key: str, length: int) -> tuple[bytes, int] | None:  # noqa: D102
-        path = self.root / key
-        if not path.is_file():
-            return None
-        with path.open("rb") as file:
-            size = file.seek(0, os.SEEK_END)
-            file.seek(max(0, size - length))
-            return file.read(), size
-
-    def get_range(self, key: str, start: int, stop: int) -> bytes:  # noqa: D102
-        with (self.root / key).open("rb") as file:
-            file.seek(start)
-            return file.read(stop - start)
 
     def days(self, prefix: str) -> Iterator[str]:  # noqa: D102
         base = self.root / prefix
@@ -296,31 +274,6 @@ class S3Store:
                 response = self.client.get_object(Bucket=self.bucket, Key=key)
             except self.client.exceptions.NoSuchKey:
                 return None
-            data: bytes = response["Body"].read()
-            return data
-
-    def get_tail(self, key: str, length: int) -> tuple[bytes, int] | None:  # noqa: D102
-        with self._fatal_errors("read"):
-            try:
-                response = self.client.get_object(
-                    Bucket=self.bucket, Key=key, Range=f"bytes=-{length}"
-                )
-            except self.client.exceptions.NoSuchKey:
-                return None
-            except botocore.exceptions.ClientError as error:
-                if error.response.get("Error", {}).get("Code") != "InvalidRange":
-                    raise
-                return b"", 0  # an empty object: no byte to range over
-            data: bytes = response["Body"].read()
-            # "bytes 1000-1999/2000"; a server that ignored the range sent it all
-            size = response.get("ContentRange", "").rpartition("/")[2]
-            return data, int(size) if size.isdigit() else len(data)
-
-    def get_range(self, key: str, start: int, stop: int) -> bytes:  # noqa: D102
-        with self._fatal_errors("read"):
-            response = self.client.get_object(
-                Bucket=self.bucket, Key=key, Range=f"bytes={start}-{stop - 1}"
-            )
             data: bytes = response["Body"].read()
             return data
 

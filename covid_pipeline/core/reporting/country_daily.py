@@ -22,7 +22,7 @@ run over the whole history takes the memory of a week.
 import collections
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -120,7 +120,7 @@ def roll_up(
     raw_days: Iterable[tuple[str, pa.Table | None]],
     days: Collection[str],
     populations: Mapping[str, int],
-) -> Iterator[CountryDay]:
+) -> Generator[CountryDay, None, None]:
     """The country-day table of each day of `days`, as the raw days stream by.
 
     Args:
