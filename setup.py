@@ -42,6 +42,7 @@ setup(
             "dagster-dg-cli==1.13.27",  # `dg`: dg dev, dg launch, dg check defs (the Dagster set)
             "pytest==9.2.0",
             "pytest-timeout==2.4.0",
+            "pytest-xdist==3.8.0",  # `make test`: two workers; the suite mostly waits
             "playwright==1.65.2",  # drives Debian's Chromium in the UI test; downloads nothing
             "moto[server]==5.2.5",
             "pyparsing==3.3.3",  # moto's Glue needs it
