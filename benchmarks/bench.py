@@ -231,7 +231,7 @@ def run_variant(command: list[str], env: dict[str, str], cwd: Path) -> dict[str,
     process = subprocess.Popen(
         command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
     )
-    sampler = _MemorySampler(process.pid)
+    sampler = _TreeSampler(process.pid)
     output, _ = process.communicate()
     wall = time.perf_counter() - started
     peak, unwaited_cpu = sampler.stop()
@@ -242,7 +242,7 @@ def run_variant(command: list[str], env: dict[str, str], cwd: Path) -> dict[str,
     return {"wall_s": wall, "cpu_s": cpu, "peak_mem_mb": peak}
 
 
-class _MemorySampler:
+class _TreeSampler:
     """Samples a process tree every 50 ms: the peak of its PSS, and the CPU no rusage holds.
 
     PSS, not RSS: a worker process shares pyarrow's libraries with its parent, and RSS would
