@@ -267,10 +267,11 @@ class _TreeSampler:
 
     def _run(self) -> None:
         while not self._done.wait(0.05):
-            tree = _tree(self.pid)
+            children = _children()  # one scan of /proc a tick, for both figures
+            tree = _tree(self.pid, children)
             self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in tree))
             for server in [pid for pid in tree if _is_forkserver(pid)]:
-                for pid in _tree(server):
+                for pid in _tree(server, children):
                     self._unwaited_ticks[pid] = _own_cpu_ticks(pid) or self._unwaited_ticks.get(
                         pid, 0
                     )
@@ -292,7 +293,8 @@ def _own_cpu_ticks(pid: int) -> int:
     return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after ")"
 
 
-def _tree(root: int) -> list[int]:
+def _children() -> dict[int, list[int]]:
+    """Each running process's children, from one scan of /proc."""
     children: dict[int, list[int]] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -302,6 +304,11 @@ def _tree(root: int) -> list[int]:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
             children.setdefault(parent, []).append(int(entry))
+    return children
+
+
+def _tree(root: int, children: dict[int, list[int]]) -> list[int]:
+    """`root` and all its descendants."""
     tree, pending = [], [root]
     while pending:
         pid = pending.pop()
@@ -469,7 +476,7 @@ def run_profile(
         warm = [(args.iso, (first, last))]
         warm += [("CAN,MEX,USA", (first, last)), ("ALL", month)] if countries else []
         reporting = profile == "volume" and any(
-            raw in variants and name not in args.skip for name, raw, _ in REPORTING[:2]
+            raw in variants and name not in args.skip for name, raw, _ in REPORTING
         )
         warm += [("ALL", (first, last))] if reporting and not args.no_countries else []
         for iso, (start, end) in warm:
