@@ -80,6 +80,20 @@ def test_country_daily_world_week_keeps_ships_without_population() -> None:
     assert ship["new_cases_7d_avg"] is not None
     assert checks.sums_match_raw(made).passed
     assert checks.population_from_lookup(made, POPULATIONS).passed
+    codes = made[0].table["iso"].to_pylist()
+    assert codes == sorted(codes)  # one row per code, in code order
+
+
+def test_country_daily_the_same_provinces_in_another_order_are_no_change() -> None:
+    """Regions are compared as sets: the rows' order, or a row repeated, change nothing."""
+    first = table("2021-03-01", {"North": (60, 6, 60, 6), "South": (44, 5, 44, 5)})
+    second = table("2021-03-02", {"South": (45, 5, 1, 0), "North": (61, 6, 1, 0)})
+    days = {"2021-03-01": first, "2021-03-02": pa.concat_tables([second, second.slice(0, 1)])}
+    made = list(country_daily.roll_up(days.items(), set(days), {}))
+    after = rows(made)["2021-03-02", "AAA"]
+    assert (after["regions"], after["regions_changed"]) == (2, False)
+    # The repeated row is counted twice in the sums, and that check says so.
+    assert list(checks.sums_match_raw(made).failing_days) == ["2021-03-02"]
 
 
 def table(day: str, regions: dict[str, tuple[int, int, int, int]]) -> pa.Table:
@@ -134,8 +148,8 @@ def test_country_daily_a_missing_day_falls_back_to_the_api_and_shortens_the_aver
     assert third["population"] is None and third["cases_7d_per_100k"] is None
 
 
-def test_country_daily_streams_holding_a_week_not_the_history() -> None:
-    """Each day is made as soon as its raw day is read: the input is never read ahead."""
+def test_country_daily_streams_holding_a_block_not_the_history() -> None:
+    """Each day is made once its block of raw days is read: never more is read ahead."""
     read: list[str] = []
     wanted = [day.isoformat() for day in day_range(dt.date(2021, 1, 1), dt.date(2021, 1, 31))]
 
@@ -144,8 +158,12 @@ def test_country_daily_streams_holding_a_week_not_the_history() -> None:
             read.append(day)
             yield day, table(day, {"": (len(read), 0, 1, 0)})
 
-    for made in country_daily.roll_up(stream(), set(wanted), {}):
-        assert read[-1] == made.day
+    made = 0
+    for day in country_daily.roll_up(stream(), set(wanted), {}):
+        ahead = dt.date.fromisoformat(read[-1]) - dt.date.fromisoformat(day.day)
+        assert dt.timedelta(0) <= ahead < dt.timedelta(days=country_daily.BLOCK_DAYS)
+        made += 1
+    assert made == len(wanted)
 
 
 def test_country_daily_input_days_are_each_day_and_the_seven_before() -> None:
@@ -170,8 +188,12 @@ def test_country_daily_checks_catch_a_broken_roll_up(usa_history) -> None:
 
     assert not checks.sums_match_raw(broken("confirmed", 1)).passed
     assert target.day in checks.new_counts_match_api(broken("new_cases", -1))[0].failing_days
-    assert (
-        target.day
-        in checks.averages_match_daily_values(broken("new_cases_7d_avg", 1.5)).failing_days
-    )
+    averages = checks.averages_match_daily_values(broken("new_cases_7d_avg", 1.5))
+    assert list(averages.failing_days) == [target.day]
+    assert averages.failing_days[target.day].startswith("USA: new_cases_7d_avg 1.5, the week's")
+    nulled = checks.averages_match_daily_values(broken("new_deaths_7d_avg", None))
+    assert "USA: new_deaths_7d_avg None" in nulled.failing_days[target.day]
+    unrated = checks.averages_match_daily_values(broken("cases_7d_per_100k", 0.5))
+    assert "USA: cases_7d_per_100k 0.5, expected" in unrated.failing_days[target.day]
     assert not checks.population_from_lookup(broken("population", 1), POPULATIONS).passed
+    assert not checks.population_from_lookup(broken("population", None), POPULATIONS).passed

@@ -15,14 +15,16 @@ defines each column; in short:
   says how many), divided by 7. Their first day's new cases need D-7: day D reads raw days
   D-7..D (`LOOKBACK_DAYS`).
 
-`roll_up` streams: it keeps eight days of per-country totals, never the raw tables, so a
-run over the whole history takes the memory of a week.
+`roll_up` streams: it takes the raw days BLOCK_DAYS at a time and keeps the last week's
+per-country figures, never the history, so a run over the whole history takes the memory of
+a few weeks. It is columnar: each step is an Arrow call over a block's rows (the world has
+about 190 codes a day), with no Python per row or per country. Day by day, Arrow's fixed
+cost per call was most of the time (docs/performance.md).
 """
 
-import collections
-import dataclasses
 import datetime as dt
-from collections.abc import Collection, Generator, Iterable, Mapping, Sequence
+import itertools
+from collections.abc import Collection, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -32,6 +34,8 @@ import pyarrow.compute as pc
 # (a change of SCHEMA changes the asset's code_version by itself).
 FORMAT_VERSION = 1
 LOOKBACK_DAYS = 7  # day D reads D-7..D: new cases on D-6 are measured from D-7's totals
+# Raw days rolled up at once: Arrow's cost per call is paid per block, not per day.
+BLOCK_DAYS = 16
 AVERAGE_DAYS = 7
 PER_PEOPLE = 100_000
 # The raw columns the roll-up reads: never `cities`, the nested US counties.
@@ -92,21 +96,6 @@ class CountryDay:
     raw: RawSums | None
 
 
-@dataclass(frozen=True)
-class _Country:
-    """One country on one day: its totals, and its new counts as measured that day."""
-
-    country: str
-    provinces: frozenset[str]
-    confirmed: int | None
-    deaths: int | None
-    api_new_cases: int | None
-    api_new_deaths: int | None
-    new_cases: int | None = None
-    new_deaths: int | None = None
-    regions_changed: bool | None = None
-
-
 def input_days(days: Iterable[str]) -> list[str]:
     """The raw days that `days` need, in order: each day and the LOOKBACK_DAYS before it."""
     needed: set[dt.date] = set()
@@ -130,123 +119,249 @@ def roll_up(
         days: the days to make tables for (YYYY-MM-DD).
         populations: region code -> population (core.reporting.population).
     """
-    window: collections.OrderedDict[dt.date, dict[str, _Country]] = collections.OrderedDict()
-    for day, table in raw_days:
-        date = dt.date.fromisoformat(day)
-        before = window.get(date - dt.timedelta(days=1))
-        window[date] = _measured(_totals(table), before)
-        while next(iter(window)) < date - dt.timedelta(days=LOOKBACK_DAYS):
-            window.popitem(last=False)
-        if day in days:
-            yield CountryDay(day, _rows(date, window, populations), _raw_sums(table))
+    lookup = pa.table(
+        {"iso": list(populations), "population": list(populations.values())},
+        schema=pa.schema([("iso", pa.string()), ("population", pa.int64())]),
+    )
+    recent = _NO_COUNTRIES  # the countries of the last days read: D-1 and D-6 of what follows
+    for block in _blocks(raw_days):
+        rows = _stacked(block)
+        countries = _measured(_totals(rows), recent)
+        history = pa.concat_tables([recent, countries])
+        tables = _by_day(_rows(countries, history, lookup))
+        sums = _raw_sums(rows)
+        for day, table in block:
+            if day in days:
+                number = _day_number(day)
+                # No file: no sums. A file without rows: sums of nothing.
+                raw = None if table is None else sums.get(number, RawSums(0, None, None))
+                yield CountryDay(day, tables.get(number, _EMPTY), raw)
+        last = _day_number(block[-1][0])
+        recent = history.filter(pc.greater(history["day"], last - AVERAGE_DAYS))
 
 
-def _totals(table: pa.Table | None) -> dict[str, _Country]:
-    """Each region code's summed counts on one raw day."""
-    if table is None or table.num_rows == 0:
-        return {}
-    grouped = table.group_by("iso", use_threads=False).aggregate(
+def _blocks(
+    raw_days: Iterable[tuple[str, pa.Table | None]],
+) -> Iterator[list[tuple[str, pa.Table | None]]]:
+    """The raw days, BLOCK_DAYS at a time."""
+    iterator = iter(raw_days)
+    while block := list(itertools.islice(iterator, BLOCK_DAYS)):
+        yield block
+
+
+# Countries by day, one row per (day, region code), sorted by both. `day` is the date as
+# days since 1970-01-01 (date32's value); `provinces` is the code's set of provinces that day
+# as one string, so that two days' sets compare as values.
+_COUNTRIES = pa.schema(
+    [
+        ("day", pa.int32()),
+        ("iso", pa.string()),
+        ("country", pa.string()),
+        ("regions", pa.int64()),
+        ("provinces", pa.string()),
+        ("confirmed", pa.int64()),
+        ("deaths", pa.int64()),
+        ("api_new_cases", pa.int64()),
+        ("api_new_deaths", pa.int64()),
+    ]
+)
+# ... with their new counts, as measured against the day before (`_measured`).
+_MEASURED = (
+    _COUNTRIES.append(pa.field("new_cases", pa.int64()))
+    .append(pa.field("new_deaths", pa.int64()))
+    .append(pa.field("regions_changed", pa.bool_()))
+)
+_NO_COUNTRIES = pa.Table.from_batches([], _MEASURED)
+_EMPTY = pa.Table.from_batches([], SCHEMA)  # not SCHEMA.empty_table(): that imports pandas
+_EPOCH = dt.date(1970, 1, 1)
+# Between two province names in `provinces`, and between day and code in a key: a control
+# character no name holds.
+_SEPARATOR = "\x1f"
+
+
+def _stacked(block: Sequence[tuple[str, pa.Table | None]]) -> pa.Table | None:
+    """The raw rows of a block's days in one table, each with its `day` (None: no rows)."""
+    tables = [
+        table.select(list(INPUT_COLUMNS)).append_column(
+            "day", pa.repeat(pa.scalar(_day_number(day), pa.int32()), table.num_rows)
+        )
+        for day, table in block
+        if table is not None and table.num_rows
+    ]
+    return pa.concat_tables(tables, promote_options="permissive") if tables else None
+
+
+def _totals(rows: pa.Table | None) -> pa.Table:
+    """Each region code's summed counts on each day of `rows`, and its set of provinces."""
+    if rows is None:
+        return pa.Table.from_batches([], _COUNTRIES)
+    keys = [("day", "ascending"), ("iso", "ascending")]
+    sums = (
+        rows.group_by(["day", "iso"], use_threads=False)
+        .aggregate(
+            [
+                ("country", "min"),
+                ("confirmed", "sum"),
+                ("deaths", "sum"),
+                ("confirmed_diff", "sum"),
+                ("deaths_diff", "sum"),
+            ]
+        )
+        .sort_by(keys)
+    )
+    # The raw schema writes the country level as "" (never null): a null is read as that.
+    pairs = pa.table(
+        {
+            "day": rows["day"],
+            "iso": rows["iso"],
+            "province": pc.fill_null(rows["province"], ""),
+        }
+    )
+    distinct = pairs.group_by(["day", "iso", "province"], use_threads=False).aggregate([])
+    # Single-threaded, a group's list keeps the input's order (pyarrow's Table.group_by): the
+    # provinces sorted, so the same set is the same string on every day.
+    provinces = (
+        distinct.sort_by([*keys, ("province", "ascending")])
+        .group_by(["day", "iso"], use_threads=False)
+        .aggregate([("province", "list")])
+        .sort_by(keys)
+    )
+    listed = provinces["province_list"]
+    return pa.table(
         [
-            ("country", "min"),
-            ("province", "list"),
-            ("confirmed", "sum"),
-            ("deaths", "sum"),
-            ("confirmed_diff", "sum"),
-            ("deaths_diff", "sum"),
-        ]
+            sums["day"],
+            sums["iso"],
+            sums["country_min"],
+            pc.list_value_length(listed).cast(pa.int64()),
+            pc.binary_join(listed, _SEPARATOR),
+            sums["confirmed_sum"],
+            sums["deaths_sum"],
+            sums["confirmed_diff_sum"],
+            sums["deaths_diff_sum"],
+        ],
+        schema=_COUNTRIES,
+    )
+
+
+def _measured(countries: pa.Table, recent: pa.Table) -> pa.Table:
+    """Countries with their new counts: the change since the day before, else the API's."""
+    known = pa.concat_tables([recent.select(_COUNTRIES.names), countries])
+    at = _positions(countries, known, back=1)  # null: no row the day before
+    had = pc.is_valid(at)
+
+    def change(column: str) -> pa.ChunkedArray:
+        return pc.subtract(countries[column], known[column].take(at))
+
+    return (
+        countries.append_column(
+            "new_cases", pc.if_else(had, change("confirmed"), countries["api_new_cases"])
+        )
+        .append_column("new_deaths", pc.if_else(had, change("deaths"), countries["api_new_deaths"]))
+        .append_column(
+            "regions_changed",
+            pc.if_else(
+                had,
+                pc.not_equal(countries["provinces"], known["provinces"].take(at)),
+                pa.scalar(None, pa.bool_()),
+            ),
+        )
+    )
+
+
+def _rows(countries: pa.Table, history: pa.Table, lookup: pa.Table) -> pa.Table:
+    """The country-day rows of `countries`, with 7-day figures from `history`.
+
+    `history` holds the countries' days and the six days before the first of them.
+    """
+    reported = pa.array([0] * countries.num_rows, pa.int64())  # days of the week with a row
+    week_new = {"new_cases": reported, "new_deaths": reported}
+    for back in range(AVERAGE_DAYS):  # D, D-1, ..., D-6
+        at = _positions(countries, history, back)
+        present = pc.is_valid(at)
+        reported = pc.add(reported, present.cast(pa.int64()))
+        for column, total in week_new.items():
+            # A day with a row but an unknown count makes the week's sum unknown (null):
+            # an average over a gap would mislead.
+            week_new[column] = pc.add(total, pc.if_else(present, history[column].take(at), 0))
+    iso = countries["iso"]
+    population = lookup["population"].take(pc.index_in(iso, value_set=lookup["iso"]))
+    people = pc.if_else(pc.greater(population, 0), population, pa.scalar(None, pa.int64()))
+    return pa.table(
+        {
+            "report_date": countries["day"].cast(pa.date32()),
+            "iso": iso,
+            "country": countries["country"],
+            "regions": countries["regions"],
+            "regions_changed": countries["regions_changed"],
+            "confirmed": countries["confirmed"],
+            "deaths": countries["deaths"],
+            "new_cases": countries["new_cases"],
+            "new_deaths": countries["new_deaths"],
+            "api_new_cases": countries["api_new_cases"],
+            "api_new_deaths": countries["api_new_deaths"],
+            "new_cases_7d_avg": _per(week_new["new_cases"], AVERAGE_DAYS),
+            "new_deaths_7d_avg": _per(week_new["new_deaths"], AVERAGE_DAYS),
+            "days_in_average": reported,
+            "population": population,
+            "cases_7d_per_100k": _per(week_new["new_cases"], people, PER_PEOPLE),
+            "deaths_7d_per_100k": _per(week_new["new_deaths"], people, PER_PEOPLE),
+        },
+        schema=SCHEMA,
+    )
+
+
+def _by_day(rows: pa.Table) -> dict[int, pa.Table]:
+    """The rows (sorted by day) of each day, by day number: slices, not copies."""
+    tables, offset = {}, 0
+    for run in pc.value_counts(rows["report_date"].cast(pa.int32())).to_pylist():
+        tables[run["values"]] = rows.slice(offset, run["counts"])
+        offset += run["counts"]
+    return tables
+
+
+def _raw_sums(rows: pa.Table | None) -> dict[int, RawSums]:
+    """Each day's raw rows summed as they are, by day number: what the checks compare with."""
+    if rows is None:
+        return {}
+    sums = rows.group_by("day", use_threads=False).aggregate(
+        [([], "count_all"), ("confirmed", "sum"), ("deaths", "sum")]
     )
     return {
-        row["iso"]: _Country(
-            country=row["country_min"],
-            provinces=frozenset(row["province_list"]),
-            confirmed=row["confirmed_sum"],
-            deaths=row["deaths_sum"],
-            api_new_cases=row["confirmed_diff_sum"],
-            api_new_deaths=row["deaths_diff_sum"],
-        )
-        for row in grouped.to_pylist()
+        day["day"]: RawSums(day["count_all"], day["confirmed_sum"], day["deaths_sum"])
+        for day in sums.to_pylist()
     }
 
 
-def _measured(
-    today: dict[str, _Country], yesterday: dict[str, _Country] | None
-) -> dict[str, _Country]:
-    """Today's countries with their new counts: the change since yesterday, else the API's."""
-    measured = {}
-    for iso, country in today.items():
-        before = (yesterday or {}).get(iso)
-        if before is None:
-            new_cases, new_deaths, changed = country.api_new_cases, country.api_new_deaths, None
-        else:
-            new_cases = _minus(country.confirmed, before.confirmed)
-            new_deaths = _minus(country.deaths, before.deaths)
-            changed = country.provinces != before.provinces
-        measured[iso] = dataclasses.replace(
-            country, new_cases=new_cases, new_deaths=new_deaths, regions_changed=changed
-        )
-    return measured
+def _positions(countries: pa.Table, among: pa.Table, back: int) -> pa.Array:
+    """Where each (day - back, code) of `countries` is in `among` (null: not there)."""
+    wanted = _keys(pc.subtract(countries["day"], pa.scalar(back, pa.int32())), countries["iso"])
+    return pc.index_in(wanted, value_set=_keys(among["day"], among["iso"]).combine_chunks())
 
 
-def _rows(
-    date: dt.date, window: Mapping[dt.date, dict[str, _Country]], populations: Mapping[str, int]
-) -> pa.Table:
-    """Day `date`'s rows, from the window of per-country days that ends with it."""
-    week = [
-        window.get(date - dt.timedelta(days=back), {}) for back in range(AVERAGE_DAYS)
-    ]  # D, D-1, ..., D-6
-    columns: dict[str, list[object]] = {name: [] for name in SCHEMA.names}
-    for iso, today in sorted(week[0].items()):
-        reported = [day[iso] for day in week if iso in day]
-        cases_7d = _sum(country.new_cases for country in reported)
-        deaths_7d = _sum(country.new_deaths for country in reported)
-        population = populations.get(iso)
-        values = {
-            "report_date": date,
-            "iso": iso,
-            "country": today.country,
-            "regions": len(today.provinces),
-            "regions_changed": today.regions_changed,
-            "confirmed": today.confirmed,
-            "deaths": today.deaths,
-            "new_cases": today.new_cases,
-            "new_deaths": today.new_deaths,
-            "api_new_cases": today.api_new_cases,
-            "api_new_deaths": today.api_new_deaths,
-            "new_cases_7d_avg": _per(cases_7d, AVERAGE_DAYS),
-            "new_deaths_7d_avg": _per(deaths_7d, AVERAGE_DAYS),
-            "days_in_average": len(reported),
-            "population": population,
-            "cases_7d_per_100k": _per(cases_7d, population, PER_PEOPLE),
-            "deaths_7d_per_100k": _per(deaths_7d, population, PER_PEOPLE),
-        }
-        for name, value in values.items():
-            columns[name].append(value)
-    return pa.table(columns, schema=SCHEMA)
+def _keys(day: pa.ChunkedArray, iso: pa.ChunkedArray) -> pa.ChunkedArray:
+    return pc.binary_join_element_wise(day.cast(pa.string()), iso, _SEPARATOR)
 
 
-def _raw_sums(table: pa.Table | None) -> RawSums | None:
-    if table is None:
-        return None
-    return RawSums(
-        rows=table.num_rows,
-        confirmed=pc.sum(table["confirmed"]).as_py(),
-        deaths=pc.sum(table["deaths"]).as_py(),
-    )
+def _day_number(day: str) -> int:
+    return (dt.date.fromisoformat(day) - _EPOCH).days
 
 
-def _minus(value: int | None, before: int | None) -> int | None:
-    return None if value is None or before is None else value - before
+def _per(total: pa.Array, count: pa.Array | int, scale: int = 1) -> pa.Array:
+    """Divide total x scale by count, as float64: null where either is unknown.
+
+    total x scale is exact in int64, and both sides exact in float64 (below 2**53), so the
+    one rounding is the division's: the value Python's `total * scale / count` gives.
+    """
+    scaled = pc.multiply_checked(total, scale).cast(pa.float64())
+    return pc.divide(scaled, count if isinstance(count, int) else count.cast(pa.float64()))
 
 
-def _sum(values: Iterable[int | None]) -> int | None:
-    """The sum, or None if any value is unknown (an average over a gap would mislead)."""
-    total = 0
-    for value in values:
-        if value is None:
-            return None
-        total += value
-    return total
+def all_rows(days: Sequence[CountryDay]) -> pa.Table:
+    """Every row of `days`' tables, as one table (their `report_date` says whose)."""
+    tables = [day.table for day in days]
+    return pa.concat_tables(tables) if tables else empty_table()
 
 
-def _per(total: int | None, count: int | None, scale: int = 1) -> float | None:
-    return None if total is None or not count else total * scale / count
+def empty_table() -> pa.Table:
+    """A table of SCHEMA without rows (not SCHEMA.empty_table(): that imports pandas, 0.3 s)."""
+    return _EMPTY
