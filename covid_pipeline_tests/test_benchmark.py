@@ -23,7 +23,14 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     report = json.loads(out.read_text())
     assert set(report["profiles"]) == {"volume", "fixture"}
     countries = ("core_usa_month", "core_world_month", "core_3_countries")
-    reporting = ("cli_world", "country_daily", "country_daily_local", "country_daily_world")
+    reporting = (
+        "country_daily",
+        "country_daily_local",
+        "cli_world",
+        "country_daily_world",
+        "cli_world_local",
+        "country_daily_world_local",
+    )
     for profile, expected in (
         (
             "volume",
@@ -64,7 +71,10 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     assert targets["world month (ALL): one request per day"]["met"]
     assert "country_daily_local <= 0.75 x its raw backfill (cli_local), local" in targets
     assert "country_daily <= 0.75 x its raw backfill (cli), S3 to S3" in targets
-    assert "country_daily_world <= 0.75 x its raw backfill (cli_world), S3 to S3" in targets
+    world = "country_daily_world_local <= 0.75 x its raw backfill (cli_world_local), local"
+    assert world in targets
+    # Measured and shown, but not held to the share: see REPORTING_UNHELD.
+    assert not any(target.startswith("country_daily_world <=") for target in targets)
     county_rows = report["profiles"]["volume"]["results"]["core"]["written"]["county_rows"]
     assert county_rows > 3 * 3000  # the load profile's heavy days
     assert "wall / cli" in result.stdout
