@@ -70,11 +70,13 @@ def test_benchmark_runs_and_checks_every_project_variant_on_both_profiles(tmp_pa
     assert targets["three countries: one request per (day, country)"]["met"]
     assert targets["world month (ALL): one request per day"]["met"]
     assert "country_daily_local <= 0.75 x its raw backfill (cli_local), local" in targets
-    assert "country_daily <= 0.75 x its raw backfill (cli), S3 to S3" in targets
     world = "country_daily_world_local <= 0.75 x its raw backfill (cli_world_local), local"
     assert world in targets
-    # Measured and shown, but not held to the share: see REPORTING_UNHELD.
-    assert not any(target.startswith("country_daily_world <=") for target in targets)
+    # Over S3 measured and shown, not held: see REPORTING.
+    shown = report["profiles"]["volume"]["results"]
+    assert "country_daily" in shown and "country_daily_world" in shown
+    unheld = ("country_daily <=", "country_daily_world <=")
+    assert not any(target.startswith(unheld) for target in targets)
     county_rows = report["profiles"]["volume"]["results"]["core"]["written"]["county_rows"]
     assert county_rows > 3 * 3000  # the load profile's heavy days
     assert "wall / cli" in result.stdout
