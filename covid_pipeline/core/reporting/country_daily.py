@@ -126,9 +126,13 @@ def roll_up(
     recent = _NO_COUNTRIES  # the countries of the last days read: D-1 and D-6 of what follows
     for block in _blocks(raw_days):
         rows = _stacked(block)
-        countries = _measured(_totals(rows), recent)
+        totals = _totals(rows)
+        # recent's and totals' (day, code) keys, in that order: where the rows of `known` in
+        # `_measured` and of `history` are, built once for the block's eight lookups.
+        index = _index(pa.concat_tables([recent.select(_KEY), totals.select(_KEY)]))
+        countries = _measured(totals, recent, index)
         history = pa.concat_tables([recent, countries])
-        tables = _by_day(_rows(countries, history, lookup))
+        tables = _by_day(_rows(countries, history, index, lookup))
         sums = _raw_sums(rows)
         for day, table in block:
             if day in days:
@@ -172,6 +176,7 @@ _MEASURED = (
     .append(pa.field("regions_changed", pa.bool_()))
 )
 _NO_COUNTRIES = pa.Table.from_batches([], _MEASURED)
+_KEY = ["day", "iso"]  # a country-day's key
 _EMPTY = pa.Table.from_batches([], SCHEMA)  # not SCHEMA.empty_table(): that imports pandas
 _EPOCH = dt.date(1970, 1, 1)
 # Between two province names in `provinces`, and between day and code in a key: a control
@@ -243,10 +248,13 @@ def _totals(rows: pa.Table | None) -> pa.Table:
     )
 
 
-def _measured(countries: pa.Table, recent: pa.Table) -> pa.Table:
-    """Countries with their new counts: the change since the day before, else the API's."""
+def _measured(countries: pa.Table, recent: pa.Table, index: pa.Array) -> pa.Table:
+    """Countries with their new counts: the change since the day before, else the API's.
+
+    `index` holds the keys of recent's rows and then of countries' (`_index`).
+    """
     known = pa.concat_tables([recent.select(_COUNTRIES.names), countries])
-    at = _positions(countries, known, back=1)  # null: no row the day before
+    at = _positions(countries, index, back=1)  # null: no row the day before
     had = pc.is_valid(at)
 
     def change(column: str) -> pa.ChunkedArray:
@@ -268,15 +276,16 @@ def _measured(countries: pa.Table, recent: pa.Table) -> pa.Table:
     )
 
 
-def _rows(countries: pa.Table, history: pa.Table, lookup: pa.Table) -> pa.Table:
+def _rows(countries: pa.Table, history: pa.Table, index: pa.Array, lookup: pa.Table) -> pa.Table:
     """The country-day rows of `countries`, with 7-day figures from `history`.
 
-    `history` holds the countries' days and the six days before the first of them.
+    `history` holds the countries' days and the six days before the first of them; `index`
+    its rows' keys (`_index`).
     """
     reported = pa.array([0] * countries.num_rows, pa.int64())  # days of the week with a row
     week_new = {"new_cases": reported, "new_deaths": reported}
     for back in range(AVERAGE_DAYS):  # D, D-1, ..., D-6
-        at = _positions(countries, history, back)
+        at = _positions(countries, index, back)
         present = pc.is_valid(at)
         reported = pc.add(reported, present.cast(pa.int64()))
         for column, total in week_new.items():
@@ -332,10 +341,15 @@ def _raw_sums(rows: pa.Table | None) -> dict[int, RawSums]:
     }
 
 
-def _positions(countries: pa.Table, among: pa.Table, back: int) -> pa.Array:
-    """Where each (day - back, code) of `countries` is in `among` (null: not there)."""
+def _index(table: pa.Table) -> pa.Array:
+    """The (day, code) key of each of `table`'s rows, in order: what `_positions` looks in."""
+    return _keys(table["day"], table["iso"]).combine_chunks()
+
+
+def _positions(countries: pa.Table, index: pa.Array, back: int) -> pa.Array:
+    """Where each (day - back, code) of `countries` is in `index` (null: not there)."""
     wanted = _keys(pc.subtract(countries["day"], pa.scalar(back, pa.int32())), countries["iso"])
-    return pc.index_in(wanted, value_set=_keys(among["day"], among["iso"]).combine_chunks())
+    return pc.index_in(wanted, value_set=index)
 
 
 def _keys(day: pa.ChunkedArray, iso: pa.ChunkedArray) -> pa.ChunkedArray:
