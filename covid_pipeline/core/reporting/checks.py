@@ -85,11 +85,11 @@ def new_counts_match_api(days: Sequence[CountryDay]) -> tuple[CheckOutcome, int]
 
 def averages_match_daily_values(days: Sequence[CountryDay]) -> CheckOutcome:
     """Averages and rates recomputed from the written new counts of each day's week."""
-    written = {dt.date.fromisoformat(day.day) for day in days}
+    dates = {dt.date.fromisoformat(day.day) for day in days}
     whole_weeks = sorted(
         date
-        for date in written
-        if all(date - dt.timedelta(days=back) in written for back in range(AVERAGE_DAYS))
+        for date in dates
+        if all(date - dt.timedelta(days=back) in dates for back in range(AVERAGE_DAYS))
     )  # the other days' weeks were partly written by another run
     # The columns this check reads, in one chunk: Arrow's cost is per chunk, and there is a
     # chunk a day.
@@ -207,8 +207,7 @@ def _week_problem(row: Mapping[str, object]) -> str:
 
 def _differ(found: pa.ChunkedArray, expected: pa.ChunkedArray | pa.Array) -> pa.ChunkedArray:
     """Not the same value, a null being a value of its own (as Python's `!=` with None)."""
-    one_null = pc.xor(pc.is_null(found), pc.is_null(expected))
-    return pc.or_(one_null, pc.fill_null(pc.not_equal(found, expected), False))
+    return _unless_both_null(found, expected, pc.not_equal(found, expected))
 
 
 def _not_close(found: pa.ChunkedArray, expected: pa.ChunkedArray) -> pa.ChunkedArray:
@@ -220,8 +219,15 @@ def _not_close(found: pa.ChunkedArray, expected: pa.ChunkedArray) -> pa.ChunkedA
         pc.equal(found, expected),  # inf and inf, where the difference is nan
         pc.less_equal(pc.abs(pc.subtract(found, expected)), tolerance),
     )
+    return _unless_both_null(found, expected, pc.invert(close))
+
+
+def _unless_both_null(
+    found: pa.ChunkedArray, expected: pa.ChunkedArray | pa.Array, unlike: pa.ChunkedArray
+) -> pa.ChunkedArray:
+    """`unlike` where both values are known; true where one is null; false where both are."""
     one_null = pc.xor(pc.is_null(found), pc.is_null(expected))
-    return pc.or_(one_null, pc.fill_null(pc.invert(close), False))
+    return pc.or_(one_null, pc.fill_null(unlike, False))
 
 
 def _add(failing: dict[str, str], row: Mapping[str, object], problem: str) -> None:
