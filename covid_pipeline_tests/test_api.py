@@ -138,6 +138,21 @@ def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
 
 
 @pytest.mark.reliability(
+    "Security",
+    "the API answers with a redirect (301) to another host",
+    "that day fails at once, naming where it moved and to set API_URL there; not followed",
+)
+def test_api_does_not_follow_a_redirect(replay: ReplayServer) -> None:
+    replay.set_faults([Fault(kind="status", status=301)])
+    with pytest.raises(ApiError, match="HTTP 301") as err:
+        fetch_day(make_client(replay.url, SleepRecorder()), DAY)
+    assert "moved to https://elsewhere.invalid/api/reports?" in str(err.value)
+    assert "set API_URL there" in str(err.value)
+    assert not err.value.transient
+    assert replay.stats()["requests"] == 1
+
+
+@pytest.mark.reliability(
     "API",
     "the API goes down mid-run (connection refused after it answered)",
     "each day fails after its retries; after 50 failures in a row the rest fail at once "

@@ -323,6 +323,9 @@ class _Handler(BaseHTTPRequestHandler):
             headers = {"Retry-After": retry_after} if retry_after is not None else {}
             if fault.kind == "throttle":  # the body of Laravel's ThrottleRequestsException
                 self._send_json(429, {"message": "Too Many Attempts."}, headers)
+            elif 300 <= fault.status < 400:  # a redirect: the API moved, to another host
+                headers["Location"] = f"https://elsewhere.invalid{self.path}"
+                self._send_json(fault.status, {"message": "Moved"}, headers)
             else:
                 self._send_json(fault.status, {"message": "Server Error"}, headers)
         elif fault.kind == "hang":

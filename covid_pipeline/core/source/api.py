@@ -1,9 +1,9 @@
 """HTTP client for covid-api.com's `GET /reports` (contract: docs/covid_api_contract.md).
 
-One `requests.Session` per client (connections are reused across days and threads), an
-explicit (connect, read) timeout on every request, pagination that never leaves the API's
-origin, and one retry loop for everything that can pass: connection errors, timeouts, 429 and
-5xx (honouring Retry-After), and bodies cut short in transit (delays and the circuit breaker:
+One pool of connections per client (reused across days and threads), an explicit (connect,
+read) timeout on every request, pagination and redirects that never leave the API's origin,
+and one retry loop for everything that can pass: connection errors, timeouts, 429 and 5xx
+(honouring Retry-After), and bodies cut short in transit (delays and the circuit breaker:
 core.source.retry). Anything else fails the day at once with a message that says what came back.
 
 This is the only retry budget of a run: the Dagster asset has no step retry policy on top, so
@@ -12,20 +12,35 @@ seconds, and a run that is told to stop makes no further request.
 
 A day comes back as raw JSON (`DayPayload`): checking the envelope costs a fraction of parsing
 the records, which `core.schema.decode` does where the CPU is (see core.engine.workers).
+
+Requests go through urllib3, the library under requests: requests' own layers (preparing,
+merging settings, cookies, hooks) cost as much CPU again as the request, in the one process
+that every day of a range passes through (docs/performance.md, "Where the core's CPU goes").
+requests still says what the environment asks for (proxies, REQUESTS_CA_BUNDLE), once.
 """
 
 import datetime as dt
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from urllib.parse import urlsplit
+from typing import Any
+from urllib.parse import urlencode, urlsplit
 
+import certifi
 import msgspec
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
+import urllib3
+from urllib3.exceptions import (
+    HTTPError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    SSLError,
+    TimeoutError,
+)
 
 from covid_pipeline.core.errors import ConfigError
 from covid_pipeline.core.source.countries import Countries, is_region_code
@@ -34,6 +49,7 @@ from covid_pipeline.core.source.retry import CircuitBreaker, RetryPolicy, retry_
 log = logging.getLogger(__name__)
 
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_PAGES = 10_000  # far beyond any real answer; stops a server that pages forever
 _SNIPPET = 200  # characters of an unexpected body worth showing; never dump whole bodies
 
@@ -117,20 +133,7 @@ class CovidApiClient:
         self._sleep = sleep
         self._origin = urlsplit(self.base_url)[:2]
         self.circuit = CircuitBreaker(retry, clock)
-        self._session = requests.Session()
-        # One pooled connection per worker thread; urllib3's own retries stay off (ours log).
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_size, max_retries=0)
-        self._session.mount("http://", adapter)
-        self._session.mount("https://", adapter)
-        self._session.headers["User-Agent"] = "covid_pipeline/0.1 (python-requests)"
-        # requests reads the proxies and the CA bundle (REQUESTS_CA_BUNDLE) from the
-        # environment again for every request, about 0.4 ms each: read them once, here.
-        from_environment = self._session.merge_environment_settings(
-            self.base_url, {}, None, None, None
-        )
-        self._session.proxies.update(from_environment["proxies"])
-        self._session.verify = from_environment["verify"]
-        self._session.trust_env = False
+        self._http = _connection_pool(self.base_url, pool_size, self.timeout)
 
     def reset_circuit(self) -> None:
         """Forget earlier failures: a warm Lambda container must not inherit a tripped breaker."""
@@ -138,7 +141,7 @@ class CovidApiClient:
 
     def close(self) -> None:
         """Close pooled connections."""
-        self._session.close()
+        self._http.clear()
 
     def fetch(
         self, day: dt.date, iso: str | None, stop: threading.Event | None = None
@@ -199,17 +202,15 @@ class CovidApiClient:
 
     def _fetch_pages(self, day: dt.date, iso: str | None) -> tuple[bytes, ...]:
         pages: list[bytes] = []
-        url: str | None = f"{self.base_url}/reports"
         query = {"date": day.isoformat()} | ({"iso": iso} if iso is not None else {})
-        params: dict[str, str] | None = query
+        url: str | None = f"{self.base_url}/reports?{urlencode(query)}"
         seen: set[str] = set()
         while url is not None:
             if len(seen) >= _MAX_PAGES or url in seen:
                 raise ApiError(day, f"pagination does not end (page URL {url})", transient=False)
             seen.add(url)
-            envelope = self._get_page(day, url, params)
-            pages.append(bytes(envelope.data))
-            url, params = envelope.next_page_url, None
+            page, url = self._get_page(day, url)
+            pages.append(page)
             if url is not None and urlsplit(url)[:2] != self._origin:
                 # Following a link elsewhere would send our requests to a host nobody chose.
                 raise ApiError(
@@ -217,15 +218,15 @@ class CovidApiClient:
                 )
         return tuple(pages)
 
-    def _get_page(self, day: dt.date, url: str, params: dict[str, str] | None) -> _Envelope:
+    def _get_page(self, day: dt.date, url: str) -> tuple[bytes, str | None]:
+        """One page's `data` array (raw JSON), and the next page's URL (None: the last)."""
         try:
-            # Streamed, then read in one call: requests' own `content` reads a 600 KB body in
-            # 10 KB chunks, a loop that cost about 1 ms of the GIL per day (docs/performance.md).
-            with self._session.get(url, params=params, timeout=self.timeout, stream=True) as answer:
-                body = answer.raw.read(decode_content=True)
-        except (requests.Timeout, urllib3.exceptions.ReadTimeoutError) as error:
+            answer = self._http.request("GET", url, redirect=False)
+        except NewConnectionError as error:  # urllib3 counts these as connect timeouts too
+            raise self._connection_failed(error) from None
+        except TimeoutError as error:
             raise _Transient(f"timed out ({type(error).__name__})") from None
-        except requests.exceptions.SSLError as error:
+        except SSLError as error:
             # Not retried, and never answered by turning verification off: a certificate
             # that fails now will fail in a minute, and may mean someone is in between.
             raise ApiError(
@@ -235,19 +236,26 @@ class CovidApiClient:
                 "REQUESTS_CA_BUNDLE to that CA's bundle (PEM).",
                 transient=False,
             ) from None
-        except requests.ConnectionError as error:
-            raise self._connection_failed(error) from None
-        except (urllib3.exceptions.ProtocolError, urllib3.exceptions.DecodeError):
+        except (ProtocolError, urllib3.exceptions.DecodeError):
             raise _Transient("connection broke while reading the body") from None
+        except HTTPError as error:  # any other way of not getting an answer (a proxy's)
+            raise self._connection_failed(error) from None
         self.circuit.answered()
-        if answer.status_code in _RETRY_STATUSES:
+        body = answer.data
+        if answer.status in _RETRY_STATUSES:
             retry_after = retry_after_seconds(answer.headers.get("Retry-After"))
-            raise _Transient(f"HTTP {answer.status_code}", retry_after)
-        if answer.status_code != 200:
+            raise _Transient(f"HTTP {answer.status}", retry_after)
+        if answer.status in _REDIRECTS:
+            # Not followed, as a next page elsewhere is not: the user says where the API is.
+            location = answer.headers.get("Location", "?")
             raise ApiError(
                 day,
-                f"HTTP {answer.status_code} from {answer.url}: {_snippet(body)}",
+                f"HTTP {answer.status} from {url}: it moved to {location}; set API_URL there",
                 transient=False,
+            )
+        if answer.status != 200:
+            raise ApiError(
+                day, f"HTTP {answer.status} from {url}: {_snippet(body)}", transient=False
             )
         try:
             envelope = _ENVELOPE.decode(body)
@@ -256,24 +264,48 @@ class CovidApiClient:
         except msgspec.DecodeError:
             # A 200 with a body that does not parse is most often a body cut short in transit.
             raise _Transient(f"malformed JSON body: {_snippet(body)}") from None
-        if envelope is None or not bytes(envelope.data).lstrip().startswith(b"["):
+        if envelope is None or not (data := bytes(envelope.data)).lstrip().startswith(b"["):
             raise ApiError(
                 day,
                 f'expected a JSON object with a "data" list, got: {_snippet(body)}',
                 transient=False,
             )
-        return envelope
+        return data, envelope.next_page_url
 
-    def _connection_failed(self, error: requests.ConnectionError) -> "_Transient":
-        reason = getattr(error.args[0], "reason", None) if error.args else None
-        if isinstance(reason, urllib3.exceptions.NameResolutionError):
+    def _connection_failed(self, error: HTTPError) -> "_Transient":
+        if isinstance(error, NameResolutionError):
             cause = "name not resolved"
-        elif isinstance(reason, urllib3.exceptions.NewConnectionError):
-            cause = "connection refused" if "refused" in str(reason) else "could not connect"
+        elif isinstance(error, NewConnectionError):
+            cause = "connection refused" if "refused" in str(error) else "could not connect"
         else:
             return _Transient(f"connection failed ({type(error).__name__})")
         self.circuit.refused()
         return _Transient(f"{cause} ({urlsplit(self.base_url).netloc})")
+
+
+def _connection_pool(base_url: str, size: int, timeout: tuple[float, float]) -> urllib3.PoolManager:
+    """Pooled connections to the API: `size` kept open, through the environment's proxy if any.
+
+    Certificates are always verified: against REQUESTS_CA_BUNDLE (or CURL_CA_BUNDLE) when set,
+    else certifi's bundle, as requests would. No retries or redirects of urllib3's own: the
+    client's retry loop is the run's only one, and it logs each try.
+    """
+    environment = requests.Session().merge_environment_settings(base_url, {}, None, None, None)
+    bundle = environment["verify"]  # a bundle the user gave (a file or a directory), or True
+    if not isinstance(bundle, str):
+        bundle = certifi.where()  # requests' own default
+    options: dict[str, Any] = dict(
+        maxsize=size,
+        retries=False,
+        timeout=urllib3.Timeout(connect=timeout[0], read=timeout[1]),
+        headers=urllib3.make_headers(
+            accept_encoding=True, user_agent="covid_pipeline/0.1 (urllib3)"
+        ),
+        cert_reqs="CERT_REQUIRED",
+        **({"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}),
+    )
+    proxy = requests.utils.select_proxy(base_url, environment["proxies"])
+    return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
 
 
 def api_url_problems(url: str) -> list[str]:
