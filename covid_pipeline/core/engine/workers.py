@@ -9,6 +9,7 @@ short range does not repay starting them, and AWS Lambda cannot run them (no /de
 their semaphores): there, days are decoded in one thread beside the fetches.
 """
 
+import ctypes
 import datetime as dt
 import multiprocessing
 import os
@@ -60,7 +61,7 @@ class DecodePool:
         self._pool: Executor
         if workers:
             self._pool = ProcessPoolExecutor(
-                workers, mp_context=_worker_context(), initializer=_ignore_interrupts
+                workers, mp_context=_worker_context(), initializer=_start_worker
             )
         else:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="decode")
@@ -84,11 +85,13 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     again (as `__mp_main__`) before it can work, and under `dagster asset materialize` that
     script imports Dagster's CLI: 1.4 s and 0.9 s of CPU per worker, measured, and 0.7-0.9 s
     of the history's wall. The forkserver imports the main script ("__main__" in its preload,
-    which CPython's forkserver handles since 3.4) and this module once, and forks each worker
-    from there. The server lives as long as this process, idle between ranges.
+    which CPython's forkserver handles since 3.4), this module and pandas once, and forks each
+    worker from there. (pyarrow imports pandas on its first conversion of a Python list, to
+    tell pandas objects apart: 0.17 s of CPU each worker would otherwise pay.) The server
+    lives as long as this process, idle between ranges.
     """
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["__main__", __name__])
+    context.set_forkserver_preload(["__main__", __name__, "pandas"])
     return context
 
 
@@ -100,7 +103,31 @@ def decode_to_file(
     return encode_day(table, countries, writer), failing
 
 
-def _ignore_interrupts() -> None:
+def _start_worker() -> None:
     # Ctrl-C reaches the whole process group; the parent decides what a stop means and ends
     # its workers itself, so they must not die mid-task with a traceback of their own.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _reuse_day_sized_buffers()
+
+
+# glibc's mallopt parameters (malloc.h), and what they are set to in a worker.
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD = 16 << 20  # far above a day's page: 627 KB for the US, 820 KB for the world
+_TRIM_THRESHOLD = 64 << 20  # free heap kept for the next days before it goes back
+
+
+def _reuse_day_sized_buffers() -> None:
+    """Let glibc reuse a day's buffers from the heap, instead of mapping each one afresh.
+
+    A worker receives each day's pages and frees them once decoded. glibc serves blocks that
+    large with a fresh mmap (or trims the heap under them once freed), so every day faulted
+    its pages in again: ~200 page faults a day and 0.3 s of system time per worker over the
+    history (docs/performance.md). With fixed thresholds above a day's size, they are reused.
+    On a C library without mallopt (musl's does nothing), allocation stays as it was.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library this interpreter runs on
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+    mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD)
