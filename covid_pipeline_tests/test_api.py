@@ -1,6 +1,13 @@
 """The HTTP client against the replay API over real sockets: retries, timeouts, pagination."""
 
+import base64
 import datetime as dt
+import http.client
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
 
 import pytest
 from covid_pipeline_replay import jhu
@@ -135,6 +142,64 @@ def test_api_refuses_a_next_page_on_another_host(replay: ReplayServer) -> None:
     with pytest.raises(ApiError, match="leaves the API's origin"):
         fetch_day(make_client(replay.url, SleepRecorder()), DAY)
     assert replay.stats()["requests"] == 1
+
+
+class _ForwardProxy(ThreadingHTTPServer):
+    """A plain HTTP forward proxy: passes each GET on, and keeps what it was asked."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.asked: list[tuple[str, str | None]] = []  # (target URL, Proxy-Authorization)
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _ForwardProxy
+
+    def do_GET(self) -> None:
+        self.server.asked.append((self.path, self.headers.get("Proxy-Authorization")))
+        target = urlsplit(self.path)  # a proxy is sent the whole URL
+        upstream = http.client.HTTPConnection(target.hostname or "", target.port, timeout=10)
+        upstream.request("GET", f"{target.path}?{target.query}", headers={"Accept-Encoding": ""})
+        answer = upstream.getresponse()
+        body = answer.read()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", ""))
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        upstream.close()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextmanager
+def forward_proxy() -> Iterator[_ForwardProxy]:
+    proxy = _ForwardProxy()
+    threading.Thread(target=proxy.serve_forever, daemon=True).start()
+    try:
+        yield proxy
+    finally:
+        proxy.shutdown()
+        proxy.server_close()
+
+
+def test_api_goes_through_the_proxy_the_environment_names(
+    replay: ReplayServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("http_proxy", "all_proxy", "ALL_PROXY", "no_proxy", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    with forward_proxy() as proxy:
+        port = proxy.server_address[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://pipeline:s3cret@127.0.0.1:{port}")
+        client = make_client(replay.url, SleepRecorder())
+        assert records(fetch_day(client, DAY)) == jhu.reports("CAN", DAY)
+    [(url, authorization)] = proxy.asked
+    assert url == f"{replay.url}/reports?date={DAY}&iso=CAN"
+    assert authorization == "Basic " + base64.b64encode(b"pipeline:s3cret").decode()
 
 
 @pytest.mark.reliability(

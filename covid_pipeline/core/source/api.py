@@ -15,7 +15,7 @@ the records, which `core.schema.decode` does where the CPU is (see core.engine.w
 
 Requests go through urllib3, the library under requests: requests' own layers (preparing,
 merging settings, cookies, hooks) cost as much CPU again as the request, in the one process
-that every day of a range passes through (docs/performance.md, "Where the core's CPU goes").
+that every day of a range passes through (docs/performance.md, "The core's CPU, second pass").
 requests still says what the environment asks for (proxies, REQUESTS_CA_BUNDLE), once.
 """
 
@@ -33,14 +33,8 @@ import certifi
 import msgspec
 import requests
 import urllib3
-from urllib3.exceptions import (
-    HTTPError,
-    NameResolutionError,
-    NewConnectionError,
-    ProtocolError,
-    SSLError,
-    TimeoutError,
-)
+from requests.adapters import HTTPAdapter
+from urllib3 import exceptions as http_errors
 
 from covid_pipeline.core.errors import ConfigError
 from covid_pipeline.core.source.countries import Countries, is_region_code
@@ -222,11 +216,11 @@ class CovidApiClient:
         """One page's `data` array (raw JSON), and the next page's URL (None: the last)."""
         try:
             answer = self._http.request("GET", url, redirect=False)
-        except NewConnectionError as error:  # urllib3 counts these as connect timeouts too
+        except http_errors.NewConnectionError as error:  # urllib3 counts it as a timeout too
             raise self._connection_failed(error) from None
-        except TimeoutError as error:
+        except http_errors.TimeoutError as error:
             raise _Transient(f"timed out ({type(error).__name__})") from None
-        except SSLError as error:
+        except http_errors.SSLError as error:
             # Not retried, and never answered by turning verification off: a certificate
             # that fails now will fail in a minute, and may mean someone is in between.
             raise ApiError(
@@ -236,9 +230,9 @@ class CovidApiClient:
                 "REQUESTS_CA_BUNDLE to that CA's bundle (PEM).",
                 transient=False,
             ) from None
-        except (ProtocolError, urllib3.exceptions.DecodeError):
+        except (http_errors.ProtocolError, http_errors.DecodeError):
             raise _Transient("connection broke while reading the body") from None
-        except HTTPError as error:  # any other way of not getting an answer (a proxy's)
+        except http_errors.HTTPError as error:  # any other way of getting no answer (a proxy's)
             raise self._connection_failed(error) from None
         self.circuit.answered()
         body = answer.data
@@ -272,10 +266,10 @@ class CovidApiClient:
             )
         return data, envelope.next_page_url
 
-    def _connection_failed(self, error: HTTPError) -> "_Transient":
-        if isinstance(error, NameResolutionError):
+    def _connection_failed(self, error: http_errors.HTTPError) -> "_Transient":
+        if isinstance(error, http_errors.NameResolutionError):
             cause = "name not resolved"
-        elif isinstance(error, NewConnectionError):
+        elif isinstance(error, http_errors.NewConnectionError):
             cause = "connection refused" if "refused" in str(error) else "could not connect"
         else:
             return _Transient(f"connection failed ({type(error).__name__})")
@@ -305,7 +299,10 @@ def _connection_pool(base_url: str, size: int, timeout: tuple[float, float]) -> 
         **({"ca_cert_dir": bundle} if os.path.isdir(bundle) else {"ca_certs": bundle}),
     )
     proxy = requests.utils.select_proxy(base_url, environment["proxies"])
-    return urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+    if not proxy:
+        return urllib3.PoolManager(**options)
+    # Credentials in the proxy's URL go in Proxy-Authorization, as requests sends them.
+    return urllib3.ProxyManager(proxy, proxy_headers=HTTPAdapter().proxy_headers(proxy), **options)
 
 
 def api_url_problems(url: str) -> list[str]:
