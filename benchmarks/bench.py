@@ -493,7 +493,7 @@ def run_profile(
         for name in variants:
             # PostgreSQL runs for its one variant only: left running, its work after a
             # backfill (checkpoints, autovacuum) can fall on the variants measured next
-            # (docs/performance.md, "What the last runs missed").
+            # (docs/performance.md, "The core's CPU, second pass").
             postgres = _postgres() if name == "cli_postgres" else contextlib.nullcontext({})
             with postgres as pg:
                 results[name] = measure(
