@@ -582,9 +582,9 @@ def measure_reporting(
     """The country-day table over the raw days a CLI variant wrote, where it wrote them.
 
     Each table is measured right after its raw backfill (`after`: only the tables over that
-    one), so that both find the machine alike. Measured after the peers instead, whose
+    one), so that both find the machine alike: measured after the peers instead, whose
     gigabytes push the raw files and the project's modules out of the page cache, the table
-    took 2.3 s more on average (cold cache against warm, docs/performance.md).
+    ran cold while its yardstick had run warm (docs/performance.md, "A third pass").
     """
     for name, raw, iso in reporting_variants(args):
         if name in results or (after is not None and raw != after):
