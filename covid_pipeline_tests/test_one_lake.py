@@ -186,11 +186,12 @@ def test_lake_sensor_records_what_a_direct_lambda_invocation_wrote(
     assert replay.stats()["requests"] == 0
 
 
-def run_worker_pids() -> set[int]:
-    """The processes that execute Dagster runs.
+def run_worker_pids(home: Path) -> set[int]:
+    """The processes that execute the Dagster runs of the deployment whose DAGSTER_HOME is `home`.
 
     Under `dagster dev` a run executes in a process the code server spawns; Dagster's log
-    capture watches it with `watch_orphans.py <its pid>`.
+    capture watches it with `watch_orphans.py <its pid>`. Tests in other pytest workers run
+    deployments of their own at the same time: a run is ours if its DAGSTER_HOME is.
     """
     pids = set()
     for entry in Path("/proc").iterdir():
@@ -200,8 +201,21 @@ def run_worker_pids() -> set[int]:
             continue
         watcher = [i for i, arg in enumerate(command) if arg.endswith("watch_orphans.py")]
         if watcher and len(command) > watcher[0] + 1:
-            pids.add(int(command[watcher[0] + 1]))
+            pid = int(command[watcher[0] + 1])
+            if _dagster_home_of(pid) == str(home):
+                pids.add(pid)
     return pids
+
+
+def _dagster_home_of(pid: int) -> str | None:
+    try:
+        environment = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None  # ended meanwhile
+    for variable in environment:
+        if variable.startswith(b"DAGSTER_HOME="):
+            return variable.split(b"=", 1)[1].decode()
+    return None
 
 
 def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetches_the_rest(
@@ -216,7 +230,7 @@ def test_killed_ui_backfill_shows_the_days_it_wrote_then_backfill_missing_fetche
 
     backfill = dagster_dev.launch_backfill(days)
     wait_until(lambda: len(landed()) >= 12, timeout_s=180, what="12 days landed")
-    (pid,) = run_worker_pids()
+    (pid,) = run_worker_pids(dagster_dev.home.path)
     os.kill(pid, signal.SIGKILL)  # as the OOM killer does
     assert dagster_dev.wait_for_backfill(backfill) == "COMPLETED_FAILED"
     (run,) = runs_of_the_raw_days(instance)  # the automation's followers aside
