@@ -38,6 +38,7 @@ benchmarks/results.json.
 
 import argparse
 import contextlib
+import ctypes
 import datetime as dt
 import io
 import json
@@ -45,6 +46,7 @@ import os
 import platform
 import resource
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -232,72 +234,86 @@ def is_local(name: str) -> bool:
 
 
 def run_variant(command: list[str], env: dict[str, str], cwd: Path) -> dict[str, float]:
-    """Run `command` to its end: wall and CPU seconds, and peak memory of its process tree."""
+    """Run `command` to its end: wall and CPU seconds, and peak memory of its process tree.
+
+    The CPU is the whole tree's, from rusage: the processes a variant leaves behind (the
+    decoding workers' forkserver outlives the process that started it) are reaped here, so
+    their time, and that of the workers they reaped, is counted.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    started = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    sampler = _TreeSampler(process.pid)
-    output, _ = process.communicate()
-    wall = time.perf_counter() - started
-    peak, unwaited_cpu = sampler.stop()
+    with _orphans_reaped():
+        started = time.perf_counter()
+        process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        sampler = _PeakSampler(process.pid)
+        output, _ = process.communicate()
+        wall = time.perf_counter() - started
+        peak = sampler.stop()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} ... failed:\n{output[-5000:]}")
-    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime) + unwaited_cpu
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return {"wall_s": wall, "cpu_s": cpu, "peak_mem_mb": peak}
 
 
-class _TreeSampler:
-    """Samples a process tree every 50 ms: the peak of its PSS, and the CPU no rusage holds.
+_PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux
+_ORPHANS_GRACE_S = 60  # a forkserver and its workers end within a second of their parent
+
+
+@contextmanager
+def _orphans_reaped() -> Iterator[None]:
+    """Adopt the orphans of what starts inside, and wait for them to end on the way out.
+
+    Without it an orphan goes to init, and its CPU, with that of the children it reaped, never
+    reaches this process's RUSAGE_CHILDREN. Only inside: a server's daemon (pg_ctl's
+    postmaster) started elsewhere still goes to init, as it always did.
+    """
+    ours = set(_children().get(os.getpid(), []))  # the servers': not a variant's
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        raise SystemExit(f"prctl(PR_SET_CHILD_SUBREAPER): {os.strerror(ctypes.get_errno())}")
+    try:
+        yield
+        deadline = time.monotonic() + _ORPHANS_GRACE_S
+        while orphans := set(_children().get(os.getpid(), [])) - ours:
+            for pid in orphans:
+                if os.waitpid(pid, os.WNOHANG)[0] == 0 and time.monotonic() > deadline:
+                    os.kill(pid, signal.SIGKILL)
+                    os.waitpid(pid, 0)
+                    raise SystemExit(f"a variant left process {pid} running; it was killed")
+            time.sleep(0.02)
+    finally:
+        libc.prctl(_PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+class _PeakSampler:
+    """Samples a process tree every 250 ms for the peak of its PSS, summed over the tree.
 
     PSS, not RSS: a worker process shares pyarrow's libraries with its parent, and RSS would
-    count them once per process. The CPU: the project's decoding workers are forked by
-    multiprocessing's forkserver, which its parent never waits for, so neither its time nor
-    its workers' reaches RUSAGE_CHILDREN. Their own CPU is read from /proc as they run (the
-    last 50 ms of each can be missed).
+    count them once per process. Reading PSS is not free (the kernel walks each process's
+    page tables), and it runs on the variant's cores: sampled more often, it slowed what it
+    measured (docs/performance.md).
     """
+
+    INTERVAL_S = 0.25
 
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_kib = pid, 0
-        self._unwaited_ticks: dict[int, int] = {}
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
 
-    def stop(self) -> tuple[float, float]:
-        """The peak PSS in MB, and the CPU seconds of the forkserver and its workers."""
+    def stop(self) -> float:
+        """The peak PSS in MB."""
         self._done.set()
         self._thread.join()
-        return self.peak_kib / 1024, sum(self._unwaited_ticks.values()) / os.sysconf("SC_CLK_TCK")
+        return self.peak_kib / 1024
 
     def _run(self) -> None:
-        while not self._done.wait(0.05):
-            children = _children()  # one scan of /proc a tick, for both figures
-            tree = _tree(self.pid, children)
+        while not self._done.wait(self.INTERVAL_S):
+            tree = _tree(self.pid, _children())
             self.peak_kib = max(self.peak_kib, sum(_pss_kib(p) for p in tree))
-            for server in [pid for pid in tree if _is_forkserver(pid)]:
-                for pid in _tree(server, children):
-                    self._unwaited_ticks[pid] = _own_cpu_ticks(pid) or self._unwaited_ticks.get(
-                        pid, 0
-                    )
-
-
-def _is_forkserver(pid: int) -> bool:
-    try:
-        return b"multiprocessing.forkserver" in Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        return False
-
-
-def _own_cpu_ticks(pid: int) -> int:
-    """The CPU of one process (not its children) in clock ticks, user and system; 0: gone."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0
-    return int(fields[11]) + int(fields[12])  # fields 14 and 15 of proc(5), after ")"
 
 
 def _children() -> dict[int, list[int]]:

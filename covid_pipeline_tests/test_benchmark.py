@@ -1,6 +1,8 @@
 """Keeps `make bench` working: the benchmark over a few days. No timing is asserted here."""
 
+import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -93,3 +95,23 @@ def test_benchmark_figures_in_the_docs_are_the_saved_run() -> None:
     doc = (PROJECT_ROOT / "docs" / "performance.md").read_text()
     block = doc.split("<!-- bench:start -->\n")[1].split("<!-- bench:end -->")[0]
     assert block == shown, "make bench writes both: was the block edited by hand?"
+
+
+def test_a_variants_cpu_counts_the_processes_it_leaves_behind(tmp_path: Path) -> None:
+    """A process that outlives the variant's own (as the decoding workers' forkserver does)."""
+    spec = importlib.util.spec_from_file_location("bench", PROJECT_ROOT / "benchmarks" / "bench.py")
+    assert spec is not None and spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    orphan_burns_half_a_second = (
+        "import os, time\n"
+        "if os.fork() == 0:\n"
+        "    end = time.process_time() + 0.5\n"
+        "    while time.process_time() < end:\n"
+        "        pass\n"
+        "    os._exit(0)\n"
+    )
+    figures = bench.run_variant(
+        [sys.executable, "-c", orphan_burns_half_a_second], dict(os.environ), tmp_path
+    )
+    assert figures["cpu_s"] >= 0.5
