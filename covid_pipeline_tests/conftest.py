@@ -275,17 +275,34 @@ def dagster_dev(
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
-            start_new_session=True,  # so that stopping it stops the daemon and code server too
+            start_new_session=True,  # a group of its own, so that what outlives `dg` can be killed
         )
         try:
             wait_for_asset(dev.graphql, process, log_path)
             yield dev
         finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+            stop_dg_dev(process)
+
+
+def stop_dg_dev(process: subprocess.Popen) -> None:
+    """Stop a `dg dev` started in a session of its own, and everything it started.
+
+    SIGTERM goes to `dg` alone, which stops its webserver, daemon and code server in turn. Sent
+    to the whole group, it also killed the code server, which `dg`'s monitoring thread then
+    started again in the middle of the shutdown; waiting for that new server to load the
+    definitions took 30 s or more under two test workers. What outlives `dg` (a run's worker
+    process) is killed with the group.
+    """
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is already empty
+        pass
+    process.wait()
 
 
 @pytest.fixture
