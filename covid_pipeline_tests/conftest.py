@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="PATH",
         help="write the table of the collected tests' reliability marks to PATH",
     )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A shell starts a background job (`bash .ci/run &`) with SIGINT ignored, and every process a
+    # test starts inherits that. `dg dev` takes SIGTERM as it takes SIGINT, so it then ignored
+    # both, and each of its teardowns waited out the timeout. Run as a terminal's job is run.
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -297,7 +306,7 @@ def stop_dg_dev(process: subprocess.Popen) -> None:
     try:
         process.wait(timeout=60)
     except subprocess.TimeoutExpired:
-        pass
+        warnings.warn("dg dev was still stopping 60 s after SIGTERM; killed it", stacklevel=2)
     try:
         os.killpg(process.pid, signal.SIGKILL)
     except ProcessLookupError:  # the group is already empty
