@@ -6,7 +6,6 @@ import signal
 import subprocess
 import sys
 import uuid
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from covid_pipeline_tests.support.deployment import (
     DagsterDev,
     DagsterHome,
     project_dagster_home,
+    stop_dg_dev,
     wait_for_asset,
 )
 from covid_pipeline_tests.support.lake import (
@@ -291,27 +291,6 @@ def dagster_dev(
             yield dev
         finally:
             stop_dg_dev(process)
-
-
-def stop_dg_dev(process: subprocess.Popen) -> None:
-    """Stop a `dg dev` started in a session of its own, and everything it started.
-
-    SIGTERM goes to `dg` alone, which stops its webserver, daemon and code server in turn. Sent
-    to the whole group, it also killed the code server, which `dg`'s monitoring thread then
-    started again in the middle of the shutdown; waiting for that new server to load the
-    definitions took 30 s or more under two test workers. What outlives `dg` (a run's worker
-    process) is killed with the group.
-    """
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        warnings.warn("dg dev was still stopping 60 s after SIGTERM; killed it", stacklevel=2)
-    try:
-        os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:  # the group is already empty
-        pass
-    process.wait()
 
 
 @pytest.fixture

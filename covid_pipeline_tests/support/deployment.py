@@ -3,10 +3,12 @@
 import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 import unittest.mock
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -202,6 +204,27 @@ query Status($id: String!) {
     ... on PythonError { message }
   }
 }"""
+
+
+def stop_dg_dev(process: subprocess.Popen) -> None:
+    """Stop a `dg dev` started in a session of its own, and everything it started.
+
+    SIGTERM goes to `dg` alone, which stops its webserver, daemon and code server in turn. Sent
+    to the whole group, it also killed the code server, which `dg`'s monitoring thread then
+    started again in the middle of the shutdown; waiting for that new server to load the
+    definitions took 30 s or more under two test workers. What outlives `dg` (a run's worker
+    process) is killed with the group.
+    """
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        warnings.warn("dg dev was still stopping 60 s after SIGTERM; killed it", stacklevel=2)
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:  # the group is already empty
+        pass
+    process.wait()
 
 
 def wait_for_asset(url: str, process: subprocess.Popen, log: Path) -> None:
