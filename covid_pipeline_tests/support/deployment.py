@@ -211,9 +211,9 @@ def stop_dg_dev(process: subprocess.Popen) -> None:
 
     SIGTERM goes to `dg` alone, which stops its webserver, daemon and code server in turn. Sent
     to the whole group, it also killed the code server, which `dg`'s monitoring thread then
-    started again in the middle of the shutdown; waiting for that new server to load the
-    definitions took 30 s or more under two test workers. What outlives `dg` (a run's worker
-    process) is killed with the group.
+    started again in the middle of the shutdown, and the shutdown waited for that new server
+    to load the definitions (up to 7 s under two test workers). What outlives `dg` (a run's
+    worker process) is killed with the group.
     """
     process.send_signal(signal.SIGTERM)
     try:
